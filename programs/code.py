@@ -1,0 +1,200 @@
+"""Code generation (HumanEval, MBPP): the plan type, code extraction and an execution metric.
+
+A candidate is scored by running it against the benchmark's own tests in a separate process
+(:func:`gcop.programs.sandbox.run_python`), never in this one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, ClassVar
+
+import dspy
+from gcop.programs.sandbox import run_python
+from pydantic import Field
+
+from gcop.strategy import Strategy
+from gcop.task import Task
+
+
+class SolveCode(dspy.Signature):
+    """Solve the programming problem in Python. Give complete, runnable code that defines the
+    requested function with the exact name and signature, with any imports it needs."""
+
+    prompt: str = dspy.InputField(
+        desc="the problem: a function signature with docstring, or a description and a test"
+    )
+    code: str = dspy.OutputField(desc="a complete Python implementation, in a ```python block")
+
+
+# A line that is Python rather than prose, as Python spells it: lowercase keywords, so
+# "Return the sorted list." is a plan step while "return sorted(xs)" is code.
+CODE_LINE = re.compile(
+    r"```"
+    r"|^\s*(?:async\s+)?def\s+\w+\s*\("
+    r"|^\s*class\s+\w+\s*[(:]"
+    r"|^\s*(?:return|import|yield)\s"
+    r"|^\s*from\s+[\w.]+\s+import\s"
+    r"|\blambda\b[^:\n]*:",
+    re.M,
+)
+LEAK_MIN_CHARS = 20
+"""A reference line shorter than this ("return True", "else:") is too generic to be a leak."""
+
+
+class CodePlan(Strategy):
+    """Write a plan for implementing the function: the approach in one sentence, the steps in
+    order, and the edge cases to handle. Write no code (no definitions, statements or code
+    blocks): the plan is in words, for a programmer who will write the code."""
+
+    task: ClassVar[type[dspy.Signature]] = SolveCode
+    max_chars: ClassVar[int] = 1200
+
+    approach: str = Field(description="the algorithm or idea, in one sentence")
+    steps: list[str] = Field(description="2 to 8 short steps, in words, in order")
+    edge_cases: list[str] = Field(
+        default_factory=list, description="0 to 6 inputs the code must handle specially"
+    )
+
+    def render(self) -> str:
+        lines = [f"Approach: {self.approach.strip()}", "Steps:"]
+        lines += [f"{i}. {step.strip()}" for i, step in enumerate(self.steps, 1)]
+        if self.edge_cases:
+            lines += ["Edge cases:", *(f"- {case.strip()}" for case in self.edge_cases)]
+        return "\n".join(lines)
+
+    def violations(self) -> list[str]:
+        problems = []
+        if not 2 <= len(self.steps) <= 8:
+            problems.append(f"{len(self.steps)} steps; a plan has 2 to 8")
+        if len(self.edge_cases) > 6:
+            problems.append(f"{len(self.edge_cases)} edge cases; at most 6")
+        if not self.approach.strip() or any(not s.strip() for s in self.steps + self.edge_cases):
+            problems.append("an empty approach, step or edge case")
+        texts = [self.approach, *self.steps, *self.edge_cases]
+        if code := next((m for t in texts if (m := CODE_LINE.search(t))), None):
+            problems.append(f"contains code ({code.group(0).strip()!r}); a plan is in words")
+        return problems
+
+    def leaks(self, example: dspy.Example) -> str | None:
+        plan = _squash(self.render())
+        prompt = _squash(str(example.get("prompt") or ""))
+        for line in str(example.get("reference") or "").splitlines():
+            line = _squash(line)
+            # A line the guide was shown (the prompt) gives nothing away.
+            if len(line) >= LEAK_MIN_CHARS and line in plan and line not in prompt:
+                return f"the plan copies the reference solution's line {line!r}"
+        return None
+
+
+def _squash(text: str) -> str:
+    """Whitespace-insensitive form, so re-indenting a copied line does not hide it."""
+    return " ".join(text.split())
+
+
+FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
+PYTHON_TAGS = {"", "python", "python3", "py"}
+FIELD_MARKER = re.compile(r"^\s*\[\[ ## \w+ ## \]\]\s*$", re.M)
+
+
+def extract_code(prediction: dspy.Prediction) -> str:
+    """The candidate program: the last ```python block of the `code` field (else of the raw
+    LM text, when the adapter could not parse it), else that whole text. An unclosed fence
+    (the core ran out of tokens) counts as a block to the end of the text."""
+    text = str(prediction.get("code") or prediction.get("raw") or "")
+    text = FIELD_MARKER.sub("", text)
+    blocks = [body for tag, body in FENCE.findall(text) if tag.lower() in PYTHON_TAGS]
+    return blocks[-1] if blocks else text
+
+
+def build_program(example: dspy.Example, code: str) -> str:
+    """Candidate + the example's tests, as one script that fails unless every test passes.
+
+    HumanEval (`test` defines `check(candidate)`): the prompt always goes first. Every prompt
+    ends in a docstring-only stub, which is valid Python, so a body-only completion completes
+    it, while a full definition simply replaces it and still gets the prompt's imports
+    (`from typing import List`) and helper functions (HumanEval/10, /38, /50), which a model
+    often uses without repeating. MBPP: candidate, setup code, then the asserts.
+    """
+    if test := example.get("test"):
+        return f"{example.prompt}{code}\n\n{test}\n\ncheck({example.entry_point})\n"
+    setup = example.get("test_setup_code") or ""
+    return "\n".join([code, setup, *example.tests]) + "\n"
+
+
+TIMEOUT_S = 10.0
+
+
+def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:
+    """1.0 iff the candidate passes all of the example's tests in the sandbox.
+
+    The script ends by printing a fresh random token, so a candidate that exits early with
+    status 0 (`sys.exit(0)` before the tests) does not pass.
+    """
+    code = extract_code(prediction)
+    if not code.strip():
+        return 0.0
+    token = secrets.token_hex(16)
+    result = run_python(build_program(example, code) + f"\nprint({token!r})\n",
+                        timeout_s=TIMEOUT_S)  # fmt: skip
+    return float(result.passed and token in result.stdout)
+
+
+def humaneval_example(row: dict[str, Any]) -> dspy.Example:
+    return dspy.Example(
+        id=row["id"], prompt=row["prompt"], reference=row["canonical_solution"],
+        test=row["test"], entry_point=row["entry_point"], tests=[], test_setup_code="",
+    ).with_inputs("prompt")  # fmt: skip
+
+
+def mbpp_example(row: dict[str, Any]) -> dspy.Example:
+    """The prompt is the task text plus the first test, which shows the name and call."""
+    tests = list(row["tests"])
+    prompt = f"{row['prompt'].strip()}\nYour code should pass this test:\n{tests[0]}"
+    return dspy.Example(
+        id=row["id"], prompt=prompt, reference=row["code"], test="",
+        entry_point=row["entry_point"], tests=tests, test_setup_code=row["test_setup_code"],
+    ).with_inputs("prompt")  # fmt: skip
+
+
+def _examples(name: str, part: str) -> list[dspy.Example]:
+    from gcop.programs import data
+
+    make = humaneval_example if name == "humaneval" else mbpp_example
+    return [make(row) for row in data.split(name, part)]
+
+
+HUMANEVAL = Task(
+    name="humaneval",
+    strategy_type=CodePlan,
+    metric=code_metric,
+    load_split=lambda part: _examples("humaneval", part),
+    guide_max_tokens=256,
+    core_max_tokens=384,
+    description="HumanEval (164 problems, test only: tune code guides on MBPP)",
+)
+
+MBPP = Task(
+    name="mbpp",
+    strategy_type=CodePlan,
+    metric=code_metric,
+    load_split=lambda part: _examples("mbpp", part),
+    guide_max_tokens=256,
+    core_max_tokens=384,
+    description="MBPP (500 test problems, split 200/100/200)",
+)
+
+CODE = Task(
+    name="code",
+    strategy_type=CodePlan,
+    metric=code_metric,
+    # HumanEval has no train or dev part, so a code guide is trained and tuned on MBPP and
+    # scored on all of HumanEval: a transfer test, never on problems it was tuned on.
+    load_split=lambda part: (
+        _examples("humaneval", "test") if part == "test" else _examples("mbpp", part)
+    ),
+    guide_max_tokens=256,
+    core_max_tokens=384,
+    description="code: train/dev on MBPP (200/100), test on all 164 HumanEval problems",
+)

@@ -1,0 +1,139 @@
+"""Math word problems (GSM8K, MATH-500): the plan type, answer extraction and the metric."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import dspy
+from pydantic import Field
+
+from gcop.strategy import Strategy
+from gcop.task import Task
+
+
+class SolveMath(dspy.Signature):
+    """Solve the math problem. Reason step by step, then give only the final answer."""
+
+    question: str = dspy.InputField()
+    reasoning: str = dspy.OutputField(desc="the step-by-step working")
+    answer: str = dspy.OutputField(desc="the final answer only, e.g. 42")
+
+
+ANSWER_MARKERS = re.compile(r"(final answer|the answer is|answer\s*[:=]|\\boxed|####)", re.I)
+
+
+class MathPlan(Strategy):
+    """Write a short numbered plan for solving the problem: what to compute, in which order.
+    Do not compute anything and do not state the final answer: the plan is for a solver
+    who will carry it out."""
+
+    task: ClassVar[type[dspy.Signature]] = SolveMath
+    max_chars: ClassVar[int] = 900
+
+    steps: list[str] = Field(description="2 to 8 short steps, each one action")
+
+    def render(self) -> str:
+        return "\n".join(f"{i}. {step.strip()}" for i, step in enumerate(self.steps, 1))
+
+    def violations(self) -> list[str]:
+        problems = []
+        if not 2 <= len(self.steps) <= 8:
+            problems.append(f"{len(self.steps)} steps; a plan has 2 to 8")
+        if any(not step.strip() for step in self.steps):
+            problems.append("an empty step")
+        if marker := ANSWER_MARKERS.search(self.render()):
+            problems.append(f"states a final answer ({marker.group(0)!r})")
+        return problems
+
+    def leaks(self, example: dspy.Example) -> str | None:
+        gold = normalize_number(str(example.get("answer", "")))
+        if gold is None:
+            return None
+        numbers = {normalize_number(n) for n in NUMBER.findall(self.render())}
+        question_numbers = {normalize_number(n) for n in NUMBER.findall(example.question)}
+        if gold in numbers and gold not in question_numbers:
+            return f"the plan contains the answer {gold}, which the question does not"
+        return None
+
+
+NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+def normalize_number(text: str) -> str | None:
+    """'1,234.50' -> '1234.5'; None when `text` holds no number."""
+    match = NUMBER.search(text or "")
+    if not match:
+        return None
+    raw = match.group(0).replace(",", "").replace("$", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def extract_answer(prediction: dspy.Prediction) -> str | None:
+    """The predicted final number: the `answer` field, else the last number in the raw text."""
+    answer = prediction.get("answer")
+    if answer and (number := normalize_number(str(answer))) is not None:
+        return number
+    text = prediction.get("raw") or prediction.get("reasoning") or ""
+    numbers = NUMBER.findall(str(text))
+    return normalize_number(numbers[-1]) if numbers else None
+
+
+def gsm8k_metric(example: dspy.Example, prediction: dspy.Prediction, trace=None) -> float:
+    predicted = extract_answer(prediction)
+    return float(predicted is not None and predicted == normalize_number(example.answer))
+
+
+def _boxed_equal(gold: str, predicted: str) -> bool:
+    def canon(s: str) -> str:
+        s = re.sub(r"\\(left|right|!|,|;|\s)", "", s or "")
+        s = s.replace("dfrac", "frac").replace("tfrac", "frac").replace("$", "")
+        return re.sub(r"\s+", "", s).rstrip(".")
+
+    return canon(gold) == canon(predicted)
+
+
+def math500_metric(example: dspy.Example, prediction: dspy.Prediction, trace=None) -> float:
+    answer = str(prediction.get("answer") or "")
+    if _boxed_equal(example.answer, answer):
+        return 1.0
+    gold_number, predicted_number = normalize_number(example.answer), extract_answer(prediction)
+    numeric_gold = re.fullmatch(r"-?[\d,]*\.?\d+", example.answer.strip()) is not None
+    return float(numeric_gold and gold_number is not None and gold_number == predicted_number)
+
+
+def _examples(name: str, part: str) -> list[dspy.Example]:
+    from gcop.programs import data
+
+    rows = data.split(name, part)
+    question = "question" if name == "gsm8k" else "problem"
+    return [
+        dspy.Example(id=row["id"], question=row[question], answer=row["answer"],
+                     solution=row["solution"]).with_inputs("question")
+        for row in rows
+    ]  # fmt: skip
+
+
+GSM8K = Task(
+    name="gsm8k",
+    strategy_type=MathPlan,
+    metric=gsm8k_metric,
+    load_split=lambda part: _examples("gsm8k", part),
+    guide_max_tokens=200,
+    core_max_tokens=320,
+    description="GSM8K grade-school math (1319 test problems, split 819/200/300)",
+)
+
+MATH500 = Task(
+    name="math500",
+    strategy_type=MathPlan,
+    metric=math500_metric,
+    load_split=lambda part: _examples("math500", part),
+    guide_max_tokens=256,
+    core_max_tokens=512,
+    description="MATH-500 competition math (split 250/100/150)",
+)
