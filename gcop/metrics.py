@@ -43,7 +43,9 @@ def wilson(successes: float, n: int) -> Interval:
     denom = 1 + Z95**2 / n
     center = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return Interval(p, max(0.0, center - half), min(1.0, center + half))
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return Interval(p, low, high)
 
 
 def mean_interval(values: Sequence[float]) -> Interval:

