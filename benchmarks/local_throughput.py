@@ -16,9 +16,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import gcop  # noqa: F401  (registers local/)
 import litellm
 import torch
+
+import gcop  # noqa: F401  (registers local/)
 
 
 def one(model: str, i: int, tokens: int) -> int:

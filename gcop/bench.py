@@ -15,7 +15,7 @@ from typing import Any
 
 from gcop.calls import default_cache
 from gcop.metrics import Outcome, Report, evaluate
-from gcop.program import GCoP, Core, CoreOnly, Guide
+from gcop.program import Core, CoreOnly, GCoP, Guide
 from gcop.task import Task
 
 CORE_ONLY, GUIDED = "core-only", "gcop"

@@ -50,14 +50,18 @@ def one_line_errors(command):
 @one_line_errors
 def bench(
     task: Annotated[str, typer.Argument(help="gsm8k, math500, humaneval, mbpp or code")],
-    core: Annotated[str, typer.Option(help="core model, a LiteLLM string")] = "local/smollm2-135m-instruct",
+    core: Annotated[
+        str, typer.Option(help="core model, a LiteLLM string")
+    ] = "local/smollm2-135m-instruct",
     guide: Annotated[str | None, typer.Option(help="guide model; omit for core-only")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="examples to run (seeded sample)")] = 20,
     seed: Annotated[int, typer.Option(help="seed of the example sample")] = 0,
     split: Annotated[str, typer.Option(help="train, dev or test")] = "dev",
     threads: Annotated[int, typer.Option(min=1, help="concurrent examples")] = 16,
     cost_weight: Annotated[float, typer.Option(help="lambda in accuracy - lambda*$/query")] = 0.0,
-    out: Annotated[Path, typer.Option(help="folder for the JSON result and the PNG")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="folder for the JSON result and the PNG")] = Path(
+        "runs"
+    ),
 ) -> None:
     """Run the core alone and guide + core side by side; print and save the results."""
     from gcop.bench import BenchConfig, run_bench, write_result

@@ -119,8 +119,9 @@ def check_model(model: str) -> str:
     try:
         litellm.get_llm_provider(model)
     except Exception as error:
+        why = str(error).splitlines()[0][:120]
         raise ModelStringError(
-            f"LiteLLM does not know the provider of {model!r} ({str(error).splitlines()[0][:120]}); "
+            f"LiteLLM does not know the provider of {model!r} ({why}); "
             "see https://docs.litellm.ai/docs/providers for model strings"
         ) from None
     return model

@@ -145,7 +145,11 @@ def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, sample:
     if validity is not None:
         if validity.ok and prediction.get("strategy") is not None:
             validity = prediction.strategy.check(example)  # now with the leak check
-        outcome.valid, outcome.verdict, outcome.reason = validity.ok, validity.verdict, validity.reason
+        outcome.valid, outcome.verdict, outcome.reason = (
+            validity.ok,
+            validity.verdict,
+            validity.reason,
+        )
     return outcome
 
 

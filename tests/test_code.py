@@ -17,6 +17,8 @@ from typing import Any
 
 import dspy
 import pytest
+
+from gcop.program import guide_signature
 from gcop.programs import code as code_task
 from gcop.programs.code import (
     CodePlan,
@@ -28,8 +30,6 @@ from gcop.programs.code import (
     mbpp_example,
 )
 from gcop.programs.sandbox import run_python
-
-from gcop.program import guide_signature
 from gcop.pypi import fetch_wheel
 from gcop.strategy import Verdict
 

@@ -7,18 +7,14 @@ copies are still sha256-checked by the code under test before use.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 import pytest
-from gcop.programs import data
 
-from gcop.calls import default_home
 from gcop.errors import DataSourceError, UnknownTaskError
+from gcop.programs import data
 
 ROWS = {"gsm8k": 1319, "math500": 500, "mbpp": 500, "humaneval": 164}
 PARTS = {"gsm8k": (819, 200, 300), "math500": (250, 100, 150), "mbpp": (200, 100, 200)}

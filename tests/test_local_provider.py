@@ -76,7 +76,7 @@ def test_batched_rows_match_single_decoding(tiny_model: str) -> None:
     ]
     batched = loaded.generator.generate(requests)
     alone = [loaded.generator.generate([r])[0] for r in requests]
-    assert [len(r.token_ids) <= q.max_new_tokens for r, q in zip(batched, requests)] == [True] * 3
+    assert all(len(r.token_ids) <= q.max_new_tokens for r, q in zip(batched, requests, strict=True))
     assert [r.token_ids for r in batched] == [r.token_ids for r in alone]
 
 

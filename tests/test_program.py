@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dspy
 import pytest
-from gcop.programs.math import MathPlan, gsm8k_metric
 
 from gcop.lm import GcopLM
 from gcop.metrics import evaluate, executability, utility, wilson
 from gcop.program import Core, CoreOnly, GCoP, Guide
+from gcop.programs.math import MathPlan, gsm8k_metric
 from gcop.strategy import Verdict
 
 MODEL = "openai/gpt-4o-mini"  # priced in LiteLLM's cost map; served by the loopback API
@@ -21,8 +21,9 @@ def lm(api, **kwargs) -> GcopLM:
 def examples(n: int = 4, trick: bool = False) -> list[dspy.Example]:
     word = "trick " if trick else ""
     return [
-        dspy.Example(id=str(i), question=f"{word}What is {i} plus {10 * i}?", answer=str(11 * i))
-        .with_inputs("question")
+        dspy.Example(
+            id=str(i), question=f"{word}What is {i} plus {10 * i}?", answer=str(11 * i)
+        ).with_inputs("question")
         for i in range(1, n + 1)
     ]
 

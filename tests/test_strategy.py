@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dspy
 import pytest
-from gcop.programs.math import MathPlan, extract_answer, gsm8k_metric, normalize_number
 from pydantic import ValidationError
 
+from gcop.programs.math import MathPlan, extract_answer, gsm8k_metric, normalize_number
 from gcop.strategy import Verdict
 
 QUESTION = "Tom has 3 boxes of 12 apples and eats 5. How many apples are left?"

@@ -10,7 +10,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 CORPUS = [
-    "[[ ## strategy ## ]] {\"steps\": [\"Read the numbers.\", \"Add them.\"]} [[ ## completed ## ]]",
+    '[[ ## strategy ## ]] {"steps": ["Read the numbers.", "Add them."]} [[ ## completed ## ]]',
     "[[ ## reasoning ## ]] add the two numbers [[ ## answer ## ]] 42 [[ ## completed ## ]]",
     "What is 3 plus 4? Solve the math problem. Reason step by step.",
     "def add(a, b): return a + b",

@@ -75,8 +75,10 @@ class BatchedGenerator:
         self.pad_token_id = pad_token_id
         self.decode = decode
         # transformers 5 names the KV cache argument `cache`; 4.x names it `past_key_values`.
-        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else (
-            "past_key_values"
+        self._cache_kw = (
+            "cache"
+            if "cache" in inspect.signature(model.forward).parameters
+            else ("past_key_values")
         )
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
@@ -162,10 +164,7 @@ class BatchedGenerator:
 
         while active:
             tokens = torch.stack(
-                [
-                    _sample(logits[row], requests[i], generators[i])
-                    for row, i in enumerate(active)
-                ]
+                [_sample(logits[row], requests[i], generators[i]) for row, i in enumerate(active)]
             )
             keep: list[int] = []
             for row, i in enumerate(active):
@@ -183,7 +182,11 @@ class BatchedGenerator:
             if len(keep) < len(active):
                 rows = torch.tensor(keep, device=device)
                 _select_rows(cache, rows)
-                tokens, attention, next_position = tokens[rows], attention[rows], next_position[rows]
+                tokens, attention, next_position = (
+                    tokens[rows],
+                    attention[rows],
+                    next_position[rows],
+                )
                 active = [active[row] for row in keep]
             attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=-1)
             next_position = next_position + 1

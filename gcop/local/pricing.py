@@ -14,6 +14,7 @@ billion parameters).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -49,6 +50,18 @@ def register(model: str, params: int) -> None:
 
 
 def _register_price(model: str, input_per_million: float, output_per_million: float) -> None:
+    # LiteLLM warns that a custom-priced model has no prompt-cache prices; local models have
+    # no prompt cache, so that warning says nothing here.
+    litellm_logger = logging.getLogger("LiteLLM")
+    level = litellm_logger.level
+    litellm_logger.setLevel(logging.ERROR)
+    try:
+        _register(model, input_per_million, output_per_million)
+    finally:
+        litellm_logger.setLevel(level)
+
+
+def _register(model: str, input_per_million: float, output_per_million: float) -> None:
     litellm.register_model(
         {
             model: {

@@ -81,7 +81,9 @@ class LocalModels:
     def _load(self, spec: str) -> LoadedModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         base, adapter = split_spec(spec)
         source = resolve(base)
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -174,7 +176,9 @@ class LocalProvider(CustomLLM):
                 if stop and stop in text:
                     text, finish = text.split(stop, 1)[0], "stop"
             choices.append(
-                Choices(index=i, finish_reason=finish, message=Message(content=text, role="assistant"))
+                Choices(
+                    index=i, finish_reason=finish, message=Message(content=text, role="assistant")
+                )
             )
         response.choices = choices
         response.model = f"{PROVIDER}/{spec}"
