@@ -89,6 +89,13 @@ class Guide(dspy.Module):
         """The exact chat messages the guide's LM receives for `inputs`."""
         return _adapter().format(self.predict.signature, self.predict.demos, inputs)
 
+    def format_training_example(self, strategy: Strategy, **inputs: Any) -> dict[str, list]:
+        """`{"messages": [...]}`: the guide's prompt for `inputs` and `strategy` as its reply,
+        formatted by the same adapter as at inference (the SFT target)."""
+        return _adapter().format_finetune_data(
+            self.predict.signature, self.predict.demos, inputs, {STRATEGY_FIELD: strategy}
+        )
+
     def forward(self, *, config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
         with track_calls() as calls, dspy.context(adapter=_adapter()):
             try:

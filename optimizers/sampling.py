@@ -1,0 +1,186 @@
+"""Stage 1 of ExecTune: teacher-guided acceptance sampling.
+
+A teacher (any LiteLLM model) writes K candidate strategies per training example, in the
+guide's strategy type. A candidate is *accepted* only if it is valid (parses, meets its
+constraints and budget, does not leak the answer) and the core, following it, succeeds by
+the task metric. The acceptance rate is the teacher's executability on this core. Every
+call goes through the call cache, so a rerun repeats no core call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from gcop.program import GCoP, Guide
+from gcop.strategy import Strategy, Verdict
+from gcop.task import Metric
+
+REFERENCE_FIELD = "reference_solution"
+
+
+@dataclass
+class SamplingConfig:
+    """Every knob of stage 1, with its default."""
+
+    candidates: int = field(
+        default=4, metadata={"help": "K strategies the teacher writes per example"}
+    )
+    temperature: float = field(default=0.8, metadata={"help": "teacher sampling temperature"})
+    show_reference: bool = field(
+        default=False,
+        metadata={"help": "show the teacher the reference solution (leaks are still rejected)"},
+    )
+    keep: str = field(
+        default="cheapest",
+        metadata={"help": "'cheapest' accepted strategy per example (by core cost) or 'all'"},
+    )
+    max_tokens: int = field(default=320, metadata={"help": "teacher completion budget"})
+    num_threads: int = field(default=16, metadata={"help": "concurrent candidates"})
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("cheapest", "all"):
+            raise ValueError(f"keep={self.keep!r}: use 'cheapest' or 'all'")
+        if self.candidates < 1:
+            raise ValueError(f"candidates={self.candidates}: need at least 1")
+
+
+@dataclass
+class Attempt:
+    """One candidate strategy and what became of it."""
+
+    example_id: str
+    sample: int
+    verdict: str
+    reason: str = ""
+    accepted: bool = False
+    strategy: dict[str, Any] | None = None
+    teacher_cost: float = 0.0
+    core_cost: float = 0.0
+    failed: str | None = None
+
+
+@dataclass
+class SamplingResult:
+    attempts: list[Attempt]
+    accepted: list[Attempt]
+
+    @property
+    def acceptance_rate(self) -> float:
+        return sum(a.accepted for a in self.attempts) / max(len(self.attempts), 1)
+
+    def summary(self) -> dict[str, Any]:
+        reasons = Counter(
+            "accepted"
+            if a.accepted
+            else ("core_failed" if a.verdict == Verdict.VALID else a.verdict)
+            for a in self.attempts
+        )
+        return {
+            "attempts": len(self.attempts),
+            "accepted_attempts": sum(a.accepted for a in self.attempts),
+            "acceptance_rate": self.acceptance_rate,
+            "examples_with_accepted": len({a.example_id for a in self.accepted}),
+            "kept": len(self.accepted),
+            "outcomes": dict(reasons),
+            "failed_calls": sum(a.failed is not None for a in self.attempts),
+            "teacher_cost": sum(a.teacher_cost for a in self.attempts),
+            "core_cost": sum(a.core_cost for a in self.attempts),
+        }
+
+
+class Teacher(Guide):
+    """A guide that may also read the reference solution (a hint it must not copy)."""
+
+    def __init__(self, strategy_type: type[Strategy], lm, *, show_reference: bool, **kwargs):
+        super().__init__(strategy_type, lm, **kwargs)
+        self.show_reference = show_reference
+        if show_reference:
+            hint = dspy.InputField(
+                desc="a worked solution, for your eyes only: plan the method, never copy its "
+                "numbers or its final answer"
+            )
+            signature = self.predict.signature
+            self.predict.signature = signature.insert(
+                len(signature.input_fields), REFERENCE_FIELD, hint, str
+            )
+
+
+def sample_strategies(
+    program: GCoP,
+    trainset: list[dspy.Example],
+    *,
+    teacher: str | dspy.BaseLM,
+    metric: Metric,
+    config: SamplingConfig | None = None,
+) -> SamplingResult:
+    """Run stage 1 and return every attempt plus the kept accepted strategies."""
+    config = config or SamplingConfig()
+    strategy_type = program.guide.strategy_type
+    writer = Teacher(strategy_type, teacher, show_reference=config.show_reference,
+                     max_tokens=config.max_tokens)  # fmt: skip
+
+    def attempt(job: tuple[dspy.Example, int]) -> Attempt:
+        example, sample = job
+        example_id = str(example.get("id", ""))
+        inputs = dict(example.inputs())
+        if config.show_reference:
+            inputs[REFERENCE_FIELD] = str(example.get("solution") or example.get("reference") or "")
+        try:
+            plan = writer(
+                **inputs, config={"temperature": config.temperature, "rollout_id": sample}
+            )
+        except Exception as error:  # a failed call: recorded, retried on the next run
+            return Attempt(example_id, sample, "failed_call", failed=str(error)[:300])
+        validity = plan.strategy.check(example) if plan.validity.ok else plan.validity
+        result = Attempt(example_id, sample, validity.verdict, validity.reason,
+                         teacher_cost=plan.usage["cost"])  # fmt: skip
+        if not validity.ok:
+            return result
+        result.strategy = plan.strategy.model_dump()
+        try:
+            outcome = program.core(**dict(example.inputs()), strategy=plan.strategy.render())
+        except Exception as error:
+            result.failed, result.verdict = str(error)[:300], "failed_call"
+            return result
+        result.core_cost = outcome.usage["cost"]
+        result.accepted = metric(example, outcome) > 0
+        return result
+
+    jobs = [(example, j) for example in trainset for j in range(config.candidates)]
+    with ThreadPoolExecutor(max_workers=max(1, config.num_threads)) as pool:
+        attempts = list(pool.map(attempt, jobs))
+    return SamplingResult(attempts, _keep(attempts, config.keep))
+
+
+def _keep(attempts: list[Attempt], keep: str) -> list[Attempt]:
+    accepted = [a for a in attempts if a.accepted]
+    if keep == "all":
+        return accepted
+    cheapest: dict[str, Attempt] = {}
+    for a in accepted:
+        if a.example_id not in cheapest or a.core_cost < cheapest[a.example_id].core_cost:
+            cheapest[a.example_id] = a
+    return list(cheapest.values())
+
+
+def write_sampling(result: SamplingResult, config: SamplingConfig, directory: Path) -> None:
+    """attempts.jsonl, accepted.jsonl, summary.json and config.json, each written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "attempts.jsonl": "".join(json.dumps(asdict(a)) + "\n" for a in result.attempts),
+        "accepted.jsonl": "".join(json.dumps(asdict(a)) + "\n" for a in result.accepted),
+        "summary.json": json.dumps(result.summary(), indent=2),
+        "config.json": json.dumps(asdict(config), indent=2),
+    }
+    for name, text in files.items():
+        partial = directory / f".{name}.partial"
+        partial.write_text(text)
+        os.replace(partial, directory / name)
