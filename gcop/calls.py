@@ -138,6 +138,8 @@ class CallCache:
         self.directory = Path(directory) if directory else default_home() / "calls"
         self.store = diskcache.Cache(str(self.directory))
         self.ledger = ledger or CostLedger()
+        self._inflight: dict[str, tuple[threading.Lock, int]] = {}
+        self._inflight_lock = threading.Lock()
 
     def call(
         self,
@@ -155,22 +157,40 @@ class CallCache:
         cached, so the next run retries it.
         """
         key = call_key(model, messages, params, sample_index(params, rollout_id))
-        stored = self.store.get(key)
-        if stored is not None:
-            record = _record(model, stored["response"], stored["cost"], cached=True)
-        else:
-            try:
-                response, cost = compute()
-            except Exception:
-                self.ledger.record_failure(model)
-                raise
-            stored = {"response": response, "cost": cost}
-            self.store.set(key, stored)
-            record = _record(model, response, cost, cached=False)
+        with self._key_lock(key):  # identical concurrent calls: one runs, the rest hit
+            stored = self.store.get(key)
+            if stored is not None:
+                record = _record(model, stored["response"], stored["cost"], cached=True)
+            else:
+                try:
+                    response, cost = compute()
+                except Exception:
+                    self.ledger.record_failure(model)
+                    raise
+                stored = {"response": response, "cost": cost}
+                self.store.set(key, stored)
+                record = _record(model, response, cost, cached=False)
         self.ledger.record(record)
         for calls in _collectors.get():
             calls.append(record)
         return stored["response"], record
+
+    @contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        """A lock per key in flight (other keys proceed in parallel), dropped when unused."""
+        with self._inflight_lock:
+            lock, users = self._inflight.get(key, (threading.Lock(), 0))
+            self._inflight[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._inflight_lock:
+                lock, users = self._inflight[key]
+                if users == 1:
+                    del self._inflight[key]
+                else:
+                    self._inflight[key] = (lock, users - 1)
 
     def __len__(self) -> int:
         return len(self.store)

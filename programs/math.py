@@ -50,7 +50,8 @@ class MathPlan(Strategy):
         gold = normalize_number(str(example.get("answer", "")))
         if gold is None:
             return None
-        numbers = {normalize_number(n) for n in NUMBER.findall(self.render())}
+        # the steps themselves, not the rendered list: its "2." numbering is no leak of a 2
+        numbers = {normalize_number(n) for n in NUMBER.findall(" ".join(self.steps))}
         question_numbers = {normalize_number(n) for n in NUMBER.findall(example.question)}
         if gold in numbers and gold not in question_numbers:
             return f"the plan contains the answer {gold}, which the question does not"

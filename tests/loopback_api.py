@@ -41,10 +41,11 @@ class ScriptedModel:
                 else {"steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]}
             )
             return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
-        if "trick" in user:
-            answer += 1
-        if "[[ ## strategy ## ]]" in user and "trick" in user:
-            answer -= 1  # a plan fixes the trick questions: guidance that helps
+        question, _, plan = user.partition("[[ ## strategy ## ]]")
+        if "trick" in question and not plan:
+            answer += 1  # alone, the core falls for trick questions; any plan fixes them
+        if "trick" in plan:
+            answer += 1  # a plan that calls the question a trick misleads the core
         return (
             f"[[ ## reasoning ## ]]\nAdd {numbers[:2]}.\n\n[[ ## answer ## ]]\n{answer}\n\n"
             "[[ ## completed ## ]]"

@@ -37,6 +37,11 @@ def test_bad_plans_are_invalid_with_a_reason(steps, verdict, reason) -> None:
     assert reason in validity.reason
 
 
+def test_step_numbering_is_not_a_leak() -> None:
+    example = dspy.Example(question="What is 1 plus 1?", answer="2").with_inputs("question")
+    assert MathPlan(steps=["Read the numbers.", "Add them."]).check(example).ok
+
+
 def test_numbers_from_the_question_are_not_leaks() -> None:
     example = dspy.Example(question="What is 12 minus 0?", answer="12").with_inputs("question")
     assert MathPlan(steps=["Take 12.", "Subtract 0."]).check(example).ok

@@ -1,0 +1,182 @@
+"""Stage 2 of ExecTune: LoRA supervised fine-tuning of the guide on accepted strategies.
+
+Each example is the guide's exact inference prompt with an accepted strategy as the reply
+(:meth:`gcop.program.Guide.format_training_example`). Loss is on the reply only: the guide
+learns to write strategies, not to reproduce its prompt. A stage is a folder: `config.json`,
+`checkpoints/` (a killed run resumes from the last one), `train_log.json` and `adapter/`,
+written last and atomically, so that an existing `adapter/` means the stage is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcop.local.registry import resolve
+
+log = logging.getLogger(__name__)
+
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if not loop.first %}\n\n{% endif %}"
+    "{{ m['role'] }}: {{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}\n\nassistant:{% endif %}"
+)
+"""The text the `local/` provider writes for a tokenizer without a chat template."""
+
+
+@dataclass
+class SFTStageConfig:
+    """Every knob of stage 2, with its default."""
+
+    epochs: float = field(default=3.0, metadata={"help": "passes over the accepted strategies"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"}
+    )
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak AdamW learning rate"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator (scale = a/r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    target_modules: str | list[str] = field(
+        default="all-linear", metadata={"help": "modules that get LoRA weights"}
+    )
+    per_device_batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "forward passes per optimizer step"}
+    )
+    max_length: int = field(
+        default=2048, metadata={"help": "tokens per example (prompt + strategy), cut beyond"}
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations: less memory, ~20% slower"}
+    )
+    logging_steps: int = field(default=10, metadata={"help": "optimizer steps between log rows"})
+    save_steps: int = field(default=100, metadata={"help": "optimizer steps between checkpoints"})
+    keep_checkpoints: int | None = field(
+        default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed for LoRA init and data order"})
+
+
+def finetune(
+    base_model: str | Path, examples: list[dict], config: SFTStageConfig, output_dir: Path
+) -> Path:
+    """Train a LoRA adapter on `examples` (`{"messages": [...]}`); return `output_dir/adapter`.
+
+    Returns at once if the adapter exists; resumes from `output_dir/checkpoints` if a run
+    was cut short. Serve the result as `local/<base>?adapter=<returned dir>`.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    output_dir = Path(output_dir)
+    adapter = output_dir / "adapter"
+    if adapter.is_dir():
+        return adapter
+    if not examples:
+        raise ValueError("no training examples: stage 1 accepted no strategy")
+    write_json(output_dir / "config.json", asdict(config))
+    model, tokenizer = load_base(base_model)
+    dataset = Dataset.from_list([as_prompt_completion(e) for e in examples])
+    args = SFTConfig(
+        **trainer_args(config, output_dir),
+        num_train_epochs=config.epochs,
+        max_length=config.max_length,
+        completion_only_loss=True,
+    )
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, task_type="CAUSAL_LM",
+    )  # fmt: skip
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
+    return save_stage(trainer, output_dir)
+
+
+def as_prompt_completion(example: dict[str, Any]) -> dict[str, list]:
+    """`{"messages": [..., reply]}` -> TRL's conversational prompt-completion format, so
+    that the loss covers the assistant reply and nothing else."""
+    messages = example["messages"]
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("a training example must end with the assistant's reply (the strategy)")
+    return {"prompt": messages[:-1], "completion": [messages[-1]]}
+
+
+def load_base(base_model: str | Path) -> tuple[Any, Any]:
+    """The base model (bf16 on CUDA, fp32 on CPU, like the `local/` provider) and a tokenizer
+    whose chat template renders prompts exactly as the provider does at inference."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(base_model).expanduser()
+    source = path if path.is_dir() else resolve(str(base_model).removeprefix("local/"))
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.chat_template:  # the provider's plain-text fallback, as a template
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    return model, tokenizer
+
+
+def trainer_args(config: Any, output_dir: Path) -> dict[str, Any]:
+    """The TrainingArguments every stage shares: devices, checkpoints, logging, no hub."""
+    import torch
+    from transformers import TrainingArguments
+
+    # transformers 5 renamed gradient_checkpointing (the old name still works, with a warning)
+    checkpointing = "activation_checkpointing"
+    if checkpointing not in TrainingArguments.__dataclass_fields__:
+        checkpointing = "gradient_checkpointing"
+    return {
+        checkpointing: config.gradient_checkpointing,
+        "output_dir": str(output_dir / "checkpoints"),
+        "max_steps": config.max_steps,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "bf16": torch.cuda.is_available(),
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.keep_checkpoints,
+        "seed": config.seed,
+        "report_to": "none",
+        "push_to_hub": False,
+    }
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoints/checkpoint-<step>` to resume from, if a run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = output_dir / "checkpoints"
+    checkpoint = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if checkpoint:
+        log.info("resuming %s from %s", output_dir, checkpoint)
+    return checkpoint
+
+
+def save_stage(trainer: Any, output_dir: Path) -> Path:
+    """Write `train_log.json`, then `adapter/` (only the trained adapter, not a frozen
+    reference copy) by an atomic rename: the adapter's presence marks the stage done."""
+    write_json(output_dir / "train_log.json", trainer.state.log_history)
+    partial, adapter = output_dir / "adapter.partial", output_dir / "adapter"
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
+    os.replace(partial, adapter)
+    return adapter
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(partial, path)
