@@ -51,8 +51,9 @@ class RewardParts:
     cost: float = 0.0
 
     def total(self, w: RewardWeights) -> float:
-        return (w.valid * self.valid - w.leak_penalty * self.leak + w.success * self.success
-                + w.bonus * self.bonus - w.harm_penalty * self.harm - w.cost_weight * self.cost)  # fmt: skip
+        gains = w.valid * self.valid + w.success * self.success + w.bonus * self.bonus
+        losses = w.leak_penalty * self.leak + w.harm_penalty * self.harm
+        return gains - losses - w.cost_weight * self.cost
 
 
 class ExecutabilityReward:
