@@ -62,6 +62,7 @@ class ModelTotals:
     completion_tokens: int = 0
     cost_spent: float = 0.0
     cost_saved: float = 0.0
+    tokens_spent: int = 0
 
 
 @dataclass
@@ -82,6 +83,7 @@ class CostLedger:
                 t.cost_saved += call.cost
             else:
                 t.cost_spent += call.cost
+                t.tokens_spent += call.prompt_tokens + call.completion_tokens
 
     def record_failure(self, model: str) -> None:
         with self._lock:
@@ -117,6 +119,34 @@ def track_calls() -> Iterator[list[CallRecord]]:
         _collectors.reset(token)
 
 
+@dataclass(frozen=True)
+class SpendLimit:
+    """Stop new model calls once this process has spent `dollars` or `tokens` (misses only:
+    cached calls are free), counting only `models` when given. Because every finished call
+    is cached, a run stopped by the limit resumes where it stopped when run again."""
+
+    dollars: float | None = None
+    tokens: int | None = None
+    models: tuple[str, ...] = ()
+
+    def check(self, ledger: CostLedger) -> None:
+        from gcop.errors import BudgetExceededError
+
+        rows = [t for m, t in ledger.totals.items() if not self.models or m in self.models]
+        spent = sum(t.cost_spent for t in rows)
+        tokens = sum(t.tokens_spent for t in rows)
+        if self.dollars is not None and spent >= self.dollars:
+            raise BudgetExceededError(
+                f"spending budget reached: ${spent:.4f} of ${self.dollars:.4f}; everything done "
+                "so far is cached, so rerunning with a larger budget resumes from here"
+            )
+        if self.tokens is not None and tokens >= self.tokens:
+            raise BudgetExceededError(
+                f"token budget reached: {tokens} of {self.tokens} tokens; everything done so "
+                "far is cached, so rerunning with a larger budget resumes from here"
+            )
+
+
 def call_key(model: str, messages: list[dict], params: dict[str, Any], sample: int | None) -> str:
     """Stable key of a call: model, messages, output-affecting parameters and sample index."""
     kept = {k: v for k, v in sorted(params.items()) if k not in TRANSPORT_PARAMS and v is not None}
@@ -138,6 +168,7 @@ class CallCache:
         self.directory = Path(directory) if directory else default_home() / "calls"
         self.store = diskcache.Cache(str(self.directory))
         self.ledger = ledger or CostLedger()
+        self.spend_limit: SpendLimit | None = None
         self._inflight: dict[str, tuple[threading.Lock, int]] = {}
         self._inflight_lock = threading.Lock()
 
@@ -162,6 +193,10 @@ class CallCache:
             if stored is not None:
                 record = _record(model, stored["response"], stored["cost"], cached=True)
             else:
+                if self.spend_limit and (
+                    not self.spend_limit.models or model in self.spend_limit.models
+                ):
+                    self.spend_limit.check(self.ledger)
                 try:
                     response, cost = compute()
                 except Exception:

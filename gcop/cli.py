@@ -90,6 +90,89 @@ def bench(
     console.print(f"wrote {json_path} and {png_path}")
 
 
+@app.command("compile")
+@one_line_errors
+def compile_command(
+    task: Annotated[str, typer.Argument(help="gsm8k, math500, humaneval, mbpp or code")],
+    guide: Annotated[
+        str, typer.Option(help="the local guide to train")
+    ] = "local/smollm2-135m-instruct",
+    core: Annotated[
+        str, typer.Option(help="the core, a LiteLLM string")
+    ] = "local/smollm2-135m-instruct",
+    teacher: Annotated[
+        str, typer.Option(help="the teacher, a LiteLLM string")
+    ] = "local/smollm2-135m-instruct",
+    stages: Annotated[str, typer.Option(help="comma-separated: sample,sft,rl")] = "sample,sft,rl",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="training examples (seeded sample)")
+    ] = 32,
+    dev_limit: Annotated[
+        int, typer.Option(min=0, help="dev examples scored after each stage")
+    ] = 20,
+    candidates: Annotated[int, typer.Option(min=1, help="teacher strategies per example")] = 4,
+    show_reference: Annotated[bool, typer.Option(help="show the teacher the solution")] = False,
+    budget_dollars: Annotated[
+        float | None, typer.Option(help="stop new calls past this spend")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the example samples and training")] = 0,
+    output_dir: Annotated[Path, typer.Option(help="artifacts; a rerun resumes here")] = Path(
+        "runs/compile"
+    ),
+) -> None:
+    """Compile a guide for a core with ExecTune: acceptance sampling, LoRA SFT, executability RL."""
+    from gcop.bench import select_examples
+    from gcop.calls import SpendLimit, default_cache
+    from gcop.lm import check_model
+    from gcop.optimizers.exectune import ExecTune
+    from gcop.optimizers.sampling import SamplingConfig
+    from gcop.program import Core, GCoP, Guide
+    from gcop.programs import get_task
+
+    task_obj = get_task(task)
+    for model in (guide, core, teacher):
+        check_model(model)
+    trainset = select_examples(task_obj, "train", limit, seed)
+    valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
+    program = GCoP(
+        Guide(task_obj.strategy_type, guide, max_tokens=task_obj.guide_max_tokens),
+        Core(core, max_tokens=task_obj.core_max_tokens),
+    )
+    optimizer = ExecTune(
+        teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
+        output_dir=output_dir, seed=seed,
+    )  # fmt: skip
+    if budget_dollars is not None:
+        default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
+    with console.status("compiling (stage progress is printed below)"):
+        compiled = optimizer.compile(program, trainset, valset)
+    compiled.save(output_dir / "program")
+    console.print(compile_table(optimizer.report))
+    console.print(
+        f"wrote {output_dir}/report.json, report.png and the program in {output_dir}/program"
+    )
+
+
+def compile_table(report: dict) -> Table:
+    table = Table("after stage", "accuracy [95% CI]", "executability", "$/query", "n",
+                  title="dev set")  # fmt: skip
+    for stage, row in report.get("dev", {}).items():
+        executable = row.get("executability")
+        table.add_row(
+            stage, _interval(row["accuracy"]), _interval(executable) if executable else "-",
+            f"{row['cost_per_query']['estimate']:.2e}", str(row["n"]),
+        )  # fmt: skip
+    if sample := report.get("stages", {}).get("sample"):
+        table.caption = (f"stage 1: acceptance rate {sample['acceptance_rate']:.2f} over "
+                         f"{sample['attempts']} teacher strategies")  # fmt: skip
+    return table
+
+
+def _interval(row: dict) -> str:
+    return f"{row['estimate']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+
+
 def results_table(result) -> Table:
     cfg = result.config
     table = Table(title=f"{cfg.task} ({cfg.split}, n={result.reports[0].n}, seed={cfg.seed})")

@@ -26,3 +26,7 @@ class UnknownTaskError(GcopError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class BudgetExceededError(GcopError):
+    """A spending limit was reached; finished calls are cached, so a rerun resumes."""

@@ -7,6 +7,7 @@ Every prediction carries the calls it made (tokens, cost, cache hits) per role.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -181,6 +182,23 @@ class GCoP(dspy.Module):
         if core.task is None:
             core.bind(guide.strategy_type.task)
         self.on_invalid = on_invalid
+
+    def with_guide(self, guide: Guide) -> GCoP:
+        """A new program with `guide` and this program's core (this one is left as it was)."""
+        return GCoP(guide, self.core, on_invalid=self.on_invalid)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `program.json` (and copy the guide's LoRA adapter, if any) to `directory`."""
+        from gcop.persist import save_program
+
+        return save_program(self, Path(directory))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GCoP:
+        """The program `save` wrote; the adapter is read from inside `directory`."""
+        from gcop.persist import load_program
+
+        return load_program(Path(directory))
 
     def forward(self, *, guide_config: dict[str, Any] | None = None, **inputs: Any):
         plan = self.guide(**inputs, config=guide_config)

@@ -19,6 +19,7 @@ from typing import Any
 
 import dspy
 
+from gcop.errors import GcopError
 from gcop.program import GCoP, Guide
 from gcop.strategy import Strategy, Verdict
 from gcop.task import Metric
@@ -147,6 +148,8 @@ def sample_strategies(
         result.strategy = plan.strategy.model_dump()
         try:
             outcome = program.core(**dict(example.inputs()), strategy=plan.strategy.render())
+        except GcopError:
+            raise
         except Exception as error:
             result.failed, result.verdict = str(error)[:300], "failed_call"
             return result

@@ -21,12 +21,15 @@ from gcop.local.registry import resolve
 
 log = logging.getLogger(__name__)
 
-PLAIN_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if not loop.first %}\n\n{% endif %}"
-    "{{ m['role'] }}: {{ m['content'] }}{% endfor %}"
-    "{% if add_generation_prompt %}\n\nassistant:{% endif %}"
+PLAIN_CHAT_TEMPLATE = (  # newlines as string literals: chat templates trim those after a tag
+    "{% for m in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+    "{{ m['role'] + ': ' + m['content'] }}"
+    "{% if loop.last and m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\\n\\nassistant:' }}{% endif %}"
 )
-"""The text the `local/` provider writes for a tokenizer without a chat template."""
+"""The text the `local/` provider writes for a tokenizer without a chat template; a final
+assistant reply (a training target) ends with the end-of-sequence token, so the guide learns
+to stop."""
 
 
 @dataclass

@@ -70,3 +70,18 @@ def test_failed_calls_are_counted_and_not_cached(tmp_path: Path) -> None:
         compute=lambda: ({"usage": {"prompt_tokens": 3, "completion_tokens": 2}}, 0.5),
     )  # fmt: skip
     assert not record.cached and record.cost == 0.5 and len(cache) == 1
+
+
+def test_spend_limit_stops_cleanly_and_a_rerun_resumes(api, fresh_cache) -> None:
+    from gcop.calls import SpendLimit
+    from gcop.errors import BudgetExceededError
+
+    model = lm(api)
+    model("What is 1 plus 2?")
+    fresh_cache.spend_limit = SpendLimit(tokens=1)
+    with pytest.raises(BudgetExceededError, match="rerunning with a larger budget resumes"):
+        model("What is 2 plus 2?")
+    model("What is 1 plus 2?")  # cached calls stay free under the limit
+    fresh_cache.spend_limit = SpendLimit(tokens=10_000)
+    model("What is 2 plus 2?")
+    assert api.model.requests == 2

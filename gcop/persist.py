@@ -1,0 +1,83 @@
+"""Saving and loading a GCoP program: model strings, settings and the guide's adapter.
+
+A LoRA adapter referenced by the guide's `local/...?adapter=<dir>` string is copied into
+the saved folder, so the folder is self-contained; the base model is named, not copied.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcop.errors import GcopError
+
+if TYPE_CHECKING:
+    from gcop.program import GCoP
+
+ADAPTER_DIR = "guide_adapter"
+
+
+SECRET_PARAMS = frozenset(
+    {"api_key", "azure_ad_token", "azure_ad_token_provider", "aws_access_key_id",
+     "aws_secret_access_key", "aws_session_token", "vertex_credentials", "headers",
+     "extra_headers"}
+)  # fmt: skip
+"""Never written to disk: credentials come from the environment again at load time."""
+
+
+def _lm_settings(lm) -> dict[str, Any]:
+    settings = {k: v for k, v in lm.kwargs.items() if k not in SECRET_PARAMS and v is not None}
+    return {"model": lm.model, **json.loads(json.dumps(settings, default=str))}
+
+
+def save_program(program: GCoP, directory: Path) -> Path:
+    from gcop.local.provider import split_spec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    guide = _lm_settings(program.guide.lm)
+    if guide["model"].startswith("local/"):
+        base, adapter = split_spec(guide["model"].removeprefix("local/"))
+        if adapter:
+            target = directory / ADAPTER_DIR
+            partial = directory / f".{ADAPTER_DIR}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(adapter, partial)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(partial, target)
+            guide["model"], guide["adapter"] = f"local/{base}", ADAPTER_DIR
+    strategy = program.guide.strategy_type
+    state = {
+        "strategy_type": f"{strategy.__module__}:{strategy.__qualname__}",
+        "guide": guide,
+        "core": _lm_settings(program.core.lm),
+        "on_invalid": program.on_invalid,
+    }
+    partial = directory / ".program.json.partial"
+    partial.write_text(json.dumps(state, indent=2))
+    os.replace(partial, directory / "program.json")
+    return directory
+
+
+def load_program(directory: Path) -> GCoP:
+    from gcop.lm import GcopLM
+    from gcop.local import adapter_spec
+    from gcop.program import Core, GCoP, Guide
+
+    path = directory / "program.json"
+    if not path.exists():
+        raise GcopError(f"no saved program in {directory} (program.json is missing)")
+    state = json.loads(path.read_text())
+    module, _, name = state["strategy_type"].partition(":")
+    strategy_type = getattr(importlib.import_module(module), name)
+    guide = dict(state["guide"])
+    if adapter := guide.pop("adapter", None):
+        guide["model"] = adapter_spec(guide["model"].removeprefix("local/"), directory / adapter)
+    return GCoP(
+        Guide(strategy_type, GcopLM(**guide)),
+        Core(GcopLM(**state["core"])),
+        on_invalid=state["on_invalid"],
+    )

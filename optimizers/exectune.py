@@ -1,0 +1,266 @@
+"""ExecTune: compile a GCoP program so that its guide writes strategies its core can execute.
+
+    def compile(self, program, trainset, valset=None):
+        accepted = self.sample(program, trainset)           # stage 1: acceptance sampling
+        guide = self.finetune(program.guide, accepted)       # stage 2: LoRA SFT
+        guide = self.reinforce(guide, program, trainset)     # stage 3: executability RL
+        return program.with_guide(guide)
+
+Each stage writes its artifacts atomically under `output_dir/<stage>/`; a rerun skips the
+stages that finished and a killed stage resumes from its last checkpoint. All model calls
+go through the call cache, so neither repeats a core call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from gcop.calls import default_cache
+from gcop.errors import GcopError
+from gcop.local import adapter_spec
+from gcop.local.provider import split_spec
+from gcop.metrics import Report, evaluate
+from gcop.optimizers.report import plot_compile_report
+from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
+from gcop.optimizers.rl import RLStageConfig, reinforce
+from gcop.optimizers.sampling import (
+    Attempt,
+    SamplingConfig,
+    sample_strategies,
+    write_sampling,
+)
+from gcop.optimizers.sft import SFTStageConfig, finetune
+from gcop.program import GCoP, Guide
+from gcop.task import Metric
+
+STAGES = ("sample", "sft", "rl")
+
+
+class OutputDirConflictError(GcopError):
+    """`output_dir` holds a compile made with a different configuration."""
+
+
+@dataclass
+class ExecTuneConfig:
+    teacher: str
+    cost_weight: float = 1000.0
+    seed: int = 0
+    stages: tuple[str, ...] = STAGES
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    rl: RLStageConfig = field(default_factory=RLStageConfig)
+    reward: RewardWeights = field(default_factory=RewardWeights)
+
+
+class ExecTune:
+    """Configuration in `__init__`, work in :meth:`compile` (DSPy's optimizer contract)."""
+
+    def __init__(
+        self,
+        teacher: str | dspy.BaseLM,
+        metric: Metric | None = None,
+        *,
+        cost_weight: float = 1000.0,
+        sampling: SamplingConfig | None = None,
+        sft: SFTStageConfig | None = None,
+        rl: RLStageConfig | None = None,
+        reward: RewardWeights | None = None,
+        stages: tuple[str, ...] = STAGES,
+        output_dir: str | Path = "exectune-run",
+        seed: int = 0,
+    ) -> None:
+        if unknown := set(stages) - set(STAGES):
+            raise ValueError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
+        self.teacher = teacher
+        self.metric = metric
+        self.output_dir = Path(output_dir)
+        reward = reward or RewardWeights(cost_weight=cost_weight)
+        self.config = ExecTuneConfig(
+            teacher=teacher if isinstance(teacher, str) else teacher.model,
+            cost_weight=cost_weight, seed=seed, stages=tuple(stages),
+            sampling=sampling or SamplingConfig(), sft=sft or SFTStageConfig(seed=seed),
+            rl=rl or RLStageConfig(seed=seed), reward=reward,
+        )  # fmt: skip
+        self.report: dict[str, Any] = {"stages": {}}
+
+    # -- the algorithm --------------------------------------------------------------------
+    def compile(
+        self,
+        program: GCoP,
+        trainset: list[dspy.Example],
+        valset: list[dspy.Example] | None = None,
+    ) -> GCoP:
+        """Return a new program whose guide is trained for this core; `program` is untouched."""
+        metric = self._check(program, trainset)
+        self._claim_output_dir(program)
+        self._evaluate("untrained", program, valset, metric)
+        compiled = program
+        if "sample" in self.config.stages or "sft" in self.config.stages:
+            accepted = self.sample(program, trainset, metric)
+            few_shot = program.with_guide(_few_shot(program.guide, trainset, accepted))
+            self._evaluate("sample", few_shot, valset, metric)
+            if "sft" in self.config.stages:
+                compiled = program.with_guide(self.finetune(program.guide, trainset, accepted))
+                self._evaluate("sft", compiled, valset, metric)
+        if "rl" in self.config.stages:
+            compiled = compiled.with_guide(self.reinforce(compiled, trainset, metric))
+            self._evaluate("rl", compiled, valset, metric)
+        self._write_json("report.json", self.report)
+        plot_compile_report(self.report, self.output_dir / "report.png")
+        return compiled
+
+    def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
+        """Stage 1: teacher strategies that are valid, leak-free and make the core succeed."""
+        directory = self.output_dir / "sample"
+        if (directory / "summary.json").exists():  # finished before: read it back
+            self.report["stages"]["sample"] = json.loads((directory / "summary.json").read_text())
+            lines = (directory / "accepted.jsonl").read_text().splitlines()
+            return [Attempt(**json.loads(line)) for line in lines]
+        result = sample_strategies(program, trainset, teacher=self.teacher, metric=metric,
+                                   config=self.config.sampling)  # fmt: skip
+        write_sampling(result, self.config.sampling, directory)  # cached: a rerun is free
+        self.report["stages"]["sample"] = result.summary()
+        return result.accepted
+
+    def finetune(self, guide: Guide, trainset, accepted: list[Attempt]) -> Guide:
+        """Stage 2: LoRA SFT of the guide on (prompt -> accepted strategy), as it will see it."""
+        if not accepted:
+            raise GcopError(
+                "stage 1 accepted no strategy, so there is nothing to fine-tune on; raise "
+                "sampling.candidates, use a stronger teacher, or set show_reference=True"
+            )
+        by_id = {str(e.get("id", i)): e for i, e in enumerate(trainset)}
+        examples = [
+            guide.format_training_example(
+                guide.strategy_type.parse(a.strategy), **dict(by_id[a.example_id].inputs())
+            )
+            for a in accepted
+        ]
+        base = _local_base(guide)
+        adapter = finetune(base, examples, self.config.sft, self.output_dir / "sft")
+        self.report["stages"]["sft"] = {
+            "examples": len(examples),
+            "log": _log(self.output_dir / "sft"),
+        }
+        return _guide_with_adapter(guide, base, adapter)
+
+    def reinforce(self, program: GCoP, trainset, metric: Metric) -> Guide:
+        """Stage 3: GRPO on the executability reward, from the SFT adapter when there is one."""
+        guide = program.guide
+        base, adapter = split_spec(guide.lm.model.removeprefix("local/"))
+        reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward)
+        prompts = [
+            {"prompt": guide.format_prompt(**dict(e.inputs())), "example_index": i}
+            for i, e in enumerate(trainset)
+        ]
+        directory = self.output_dir / "rl"
+        trained = reinforce(base, Path(adapter) if adapter else None, prompts, [reward],
+                            self.config.rl, directory)  # fmt: skip
+        if reward.history:
+            self._write_json("rl/reward_log.json", reward.history)
+        self.report["stages"]["rl"] = {"reward": reward.history, "log": _log(directory)}
+        return _guide_with_adapter(guide, base, trained)
+
+    # -- checks, resumability, reporting -----------------------------------------------
+    def _check(self, program: GCoP, trainset) -> Metric:
+        if not isinstance(program, GCoP):
+            raise TypeError(f"ExecTune compiles a GCoP program, not {type(program).__name__}")
+        if self.metric is None:
+            raise GcopError("ExecTune needs metric=...: e.g. ExecTune(teacher, metric=task.metric)")
+        if not trainset:
+            raise GcopError("the trainset is empty; pass at least one dspy.Example")
+        fields = program.guide.strategy_type.task_inputs()
+        for i, example in enumerate(trainset):
+            if not isinstance(example, dspy.Example):
+                raise GcopError(f"trainset[{i}] is a {type(example).__name__}, not a dspy.Example")
+            if missing := [f for f in fields if f not in example]:
+                raise GcopError(f"trainset[{i}] lacks the input field(s) {missing}")
+        if {"sft", "rl"} & set(self.config.stages):
+            _local_base(program.guide)
+        return self.metric
+
+    def _claim_output_dir(self, program: GCoP) -> None:
+        """Refuse to resume into a directory made by a different configuration."""
+        config = _jsonable(asdict(self.config))
+        config.pop("stages")  # running more stages later continues the same compile
+        identity = {
+            "config": config,
+            "guide": program.guide.lm.model,
+            "core": program.core.lm.model,
+            "strategy_type": f"{program.guide.strategy_type.__module__}."
+            f"{program.guide.strategy_type.__qualname__}",
+        }
+        path = self.output_dir / "config.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved != identity:
+                raise OutputDirConflictError(
+                    f"{self.output_dir} holds a compile with a different configuration; "
+                    "use another output_dir, or delete it to start over"
+                )
+        else:
+            self._write_json("config.json", identity)
+
+    def _evaluate(self, stage: str, program: GCoP, valset, metric: Metric) -> None:
+        if not valset:
+            return
+        report: Report = evaluate(program, valset, metric, system=stage)
+        self.report.setdefault("dev", {})[stage] = {
+            "accuracy": asdict(report.accuracy),
+            "executability": asdict(report.executability) if report.executability else None,
+            "cost_per_query": asdict(report.cost_per_query),
+            "n": report.n,
+        }
+        self.report["ledger"] = default_cache().ledger.as_dict()
+
+    def _write_json(self, name: str, data: Any) -> None:
+        path = self.output_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(_jsonable(data), indent=2, default=str))
+        os.replace(partial, path)
+
+
+def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -> Guide:
+    """The untrained guide with accepted teacher strategies as demonstrations."""
+    by_id = {str(e.get("id", i)): e for i, e in enumerate(trainset)}
+    demos = [
+        dspy.Example(**dict(by_id[a.example_id].inputs()),
+                     strategy=guide.strategy_type.parse(a.strategy))
+        for a in accepted[:shots]
+    ]  # fmt: skip
+    few_shot = Guide(guide.strategy_type, guide.lm)
+    few_shot.predict.demos = demos
+    return few_shot
+
+
+def _local_base(guide: Guide) -> str:
+    model = guide.lm.model
+    if not model.startswith("local/"):
+        raise GcopError(
+            f"the guide {model!r} is not a local model, so it cannot be fine-tuned; "
+            "use a local/<name-or-path> guide (e.g. local/smollm2-135m-instruct)"
+        )
+    return split_spec(model.removeprefix("local/"))[0]
+
+
+def _guide_with_adapter(guide: Guide, base: str, adapter: Path) -> Guide:
+    lm = guide.lm
+    return Guide(guide.strategy_type, adapter_spec(base, adapter),
+                 temperature=lm.kwargs.get("temperature", 0.0),
+                 max_tokens=lm.kwargs.get("max_tokens", 256))  # fmt: skip
+
+
+def _log(directory: Path) -> list[dict]:
+    path = directory / "train_log.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))

@@ -1,0 +1,101 @@
+"""ExecTune end to end: a tiny local guide, a loopback core and teacher, all three stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+import pytest
+
+from gcop.errors import GcopError
+from gcop.optimizers.exectune import ExecTune, OutputDirConflictError
+from gcop.optimizers.rl import RLStageConfig
+from gcop.optimizers.sampling import SamplingConfig
+from gcop.optimizers.sft import SFTStageConfig
+from gcop.program import Core, GCoP, Guide
+from gcop.programs.math import MathPlan, gsm8k_metric
+from tests.test_program import examples, lm
+
+
+def optimizer(api, output_dir: Path, **kwargs) -> ExecTune:
+    return ExecTune(
+        lm(api), gsm8k_metric,
+        sampling=SamplingConfig(candidates=2, num_threads=4),
+        sft=SFTStageConfig(epochs=2, per_device_batch_size=4, logging_steps=1, save_steps=2),
+        rl=RLStageConfig(max_steps=2, num_generations=2, per_device_batch_size=4,
+                         max_completion_length=16, logging_steps=1, save_steps=1),
+        output_dir=output_dir, **kwargs,
+    )  # fmt: skip
+
+
+def program(api, tiny_model: str) -> GCoP:
+    return GCoP(Guide(MathPlan, f"local/{tiny_model}", max_tokens=16), Core(lm(api)))
+
+
+def test_three_stage_compile_is_complete_cached_and_resumable(
+    api, fresh_cache, tiny_model: str, tmp_path: Path, monkeypatch
+) -> None:
+    trainset, valset = examples(4, trick=True), examples(2)
+    out = tmp_path / "run"
+    original = program(api, tiny_model)
+
+    # interrupted after stage 1 ...
+    optimizer(api, out, stages=("sample",)).compile(original, trainset, valset)
+    assert (out / "sample" / "accepted.jsonl").exists() and not (out / "sft").exists()
+    core_calls = api.model.requests
+
+    # ... resumes: stage 1 is read back, no core call is repeated
+    tuner = optimizer(api, out)
+    compiled = tuner.compile(original, trainset, valset)
+    assert original.guide.lm.model == f"local/{tiny_model}"  # the input is never mutated
+    for artifact in ("sample/summary.json", "sft/adapter/adapter_config.json",
+                     "sft/train_log.json", "rl/adapter/adapter_config.json", "rl/train_log.json",
+                     "rl/reward_log.json", "report.json", "report.png", "config.json"):  # fmt: skip
+        assert (out / artifact).exists(), artifact
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"]["sample"]["acceptance_rate"] == 1.0
+    assert set(report["dev"]) == {"untrained", "sample", "sft", "rl"}
+    assert {"valid", "leak", "success", "harm", "cost", "reward"} <= set(
+        report["stages"]["rl"]["reward"][0]
+    )
+    assert "?adapter=" in compiled.guide.lm.model and str(out / "rl") in compiled.guide.lm.model
+    prediction = compiled(question="What is 2 plus 2?")
+    assert prediction.answer == "4"
+    new_calls = api.model.requests - core_calls
+    teacher_and_core_prompts_of_stage_1 = 4 * 2 * 2
+    assert new_calls < teacher_and_core_prompts_of_stage_1  # only RL/eval core calls were new
+
+    # a second identical compile makes zero model calls
+    served = api.model.requests
+    optimizer(api, out).compile(original, trainset, valset)
+    assert api.model.requests == served
+
+    # the compiled program saves and loads; the key is not saved, the environment gives it
+    compiled.save(tmp_path / "saved")
+    assert "sk-test" not in (tmp_path / "saved" / "program.json").read_text()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-from-env")
+    loaded = GCoP.load(tmp_path / "saved")
+    assert (tmp_path / "saved" / "guide_adapter" / "adapter_config.json").exists()
+    assert loaded(question="What is 2 plus 2?").answer == "4"
+    assert api.model.requests == served  # same prompts: all cached
+
+
+def test_bad_input_fails_before_any_call(api, fresh_cache, tiny_model: str, tmp_path) -> None:
+    tuner = optimizer(api, tmp_path / "run")
+    with pytest.raises(GcopError, match="trainset is empty"):
+        tuner.compile(program(api, tiny_model), [])
+    with pytest.raises(GcopError, match=r"lacks the input field\(s\) \['question'\]"):
+        tuner.compile(program(api, tiny_model), [dspy.Example(q="x").with_inputs("q")])
+    remote_guide = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    with pytest.raises(GcopError, match="cannot be fine-tuned"):
+        tuner.compile(remote_guide, examples(1))
+    with pytest.raises(GcopError, match="needs metric"):
+        ExecTune(lm(api), output_dir=tmp_path).compile(program(api, tiny_model), examples(1))
+    assert api.model.requests == 0
+    optimizer(api, tmp_path / "other", stages=("sample",)).compile(
+        program(api, tiny_model), examples(1)
+    )
+    changed = optimizer(api, tmp_path / "other", stages=("sample",), cost_weight=5.0)
+    with pytest.raises(OutputDirConflictError, match="different configuration"):
+        changed.compile(program(api, tiny_model), examples(1))
