@@ -72,3 +72,26 @@ def test_bench_runs_both_systems_and_writes_json_and_png(tiny_model: str, tmp_pa
 def test_models_list_shows_the_default_model() -> None:
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0 and "smollm2-135m-instruct" in result.output
+
+
+def test_compile_stage_one_from_the_command_line(tiny_model: str, tmp_path: Path) -> None:
+    model = f"local/{tiny_model}"
+    args = ["compile", "gsm8k", "--guide", model, "--core", model, "--teacher", model,
+            "--stages", "sample", "--limit", "2", "--dev-limit", "2", "--candidates", "1",
+            "--output-dir", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "sample" / "summary.json").read_text())
+    assert summary["attempts"] == 2
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["dev"]) == {"untrained", "sample"}
+    assert (tmp_path / "report.png").exists() and (tmp_path / "program" / "program.json").exists()
+    assert "acceptance rate" in " ".join(result.output.split())
+
+
+def test_compile_refuses_a_remote_guide_before_spending(tmp_path: Path) -> None:
+    remote = "openai/gpt-4o-mini"
+    args = ["compile", "gsm8k", "--guide", remote, "--core", remote, "--teacher", remote,
+            "--stages", "sample,sft", "--output-dir", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "cannot be fine-tuned" in " ".join(result.output.split())

@@ -99,3 +99,39 @@ def test_bad_input_fails_before_any_call(api, fresh_cache, tiny_model: str, tmp_
     changed = optimizer(api, tmp_path / "other", stages=("sample",), cost_weight=5.0)
     with pytest.raises(OutputDirConflictError, match="different configuration"):
         changed.compile(program(api, tiny_model), examples(1))
+
+
+def test_compile_killed_during_rl_resumes_without_repeating_core_calls(
+    api, tiny_model: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, cache = tmp_path / "run", tmp_path / "calls"
+    args = [sys.executable, "-m", "tests.compile_driver", api.base_url, tiny_model, str(out),
+            str(cache), "8"]  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    victim = subprocess.Popen(args, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    checkpoints = out / "rl" / "checkpoints"
+    while not any(checkpoints.glob("checkpoint-2")) and time.monotonic() < deadline:
+        assert victim.poll() is None, "the compile ended before it could be killed"
+        time.sleep(0.2)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (out / "rl" / "adapter").exists()
+    served_before = len(api.model.bodies)
+    bodies_before = {json.dumps(b["messages"]) for b in api.model.bodies}
+
+    resumed = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "compiled" in resumed.stdout
+    assert (out / "rl" / "adapter" / "adapter_config.json").exists()
+    log = json.loads((out / "rl" / "train_log.json").read_text())
+    assert max(row.get("step", 0) for row in log) == 8
+    repeated = [b for b in api.model.bodies[served_before:]
+                if json.dumps(b["messages"]) in bodies_before]  # fmt: skip
+    assert repeated == []  # no core (or teacher) call was made twice
