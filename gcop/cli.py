@@ -65,14 +65,12 @@ def bench(
 ) -> None:
     """Run the core alone and guide + core side by side; print and save the results."""
     from gcop.bench import BenchConfig, run_bench, write_result
-    from gcop.lm import check_model
     from gcop.programs import get_task
 
     task_obj = get_task(task)
     if split not in ("train", "dev", "test"):
         raise GcopError(f"unknown split {split!r}; use train, dev or test")
-    for model in filter(None, (core, guide)):
-        check_model(model)
+    check_models(core, guide)
     config = BenchConfig(task=task, core=core, guide=guide, split=split, limit=limit,
                          seed=seed, num_threads=threads, cost_weight=cost_weight)  # fmt: skip
     with Progress(
@@ -123,15 +121,13 @@ def compile_command(
     """Compile a guide for a core with ExecTune: acceptance sampling, LoRA SFT, executability RL."""
     from gcop.bench import select_examples
     from gcop.calls import SpendLimit, default_cache
-    from gcop.lm import check_model
     from gcop.optimizers.exectune import ExecTune
     from gcop.optimizers.sampling import SamplingConfig
     from gcop.program import Core, GCoP, Guide
     from gcop.programs import get_task
 
     task_obj = get_task(task)
-    for model in (guide, core, teacher):
-        check_model(model)
+    check_models(guide, core, teacher)
     trainset = select_examples(task_obj, "train", limit, seed)
     valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
     program = GCoP(
@@ -173,6 +169,16 @@ def _interval(row: dict) -> str:
     return f"{row['estimate']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
 
 
+def check_models(*models: str | None) -> None:
+    """Every model string well-formed, every local model present, every API key set."""
+    from gcop.checks import check_credentials
+    from gcop.lm import GcopLM, check_model
+
+    for model in filter(None, models):
+        check_model(model)
+        check_credentials(GcopLM(model))
+
+
 def results_table(result) -> Table:
     cfg = result.config
     table = Table(title=f"{cfg.task} ({cfg.split}, n={result.reports[0].n}, seed={cfg.seed})")
@@ -212,6 +218,8 @@ def demo(
         "  gcop bench gsm8k --core local/<bigger-model> --guide local/smollm2-135m-instruct "
         "--limit 100\n"
         "  gcop bench humaneval --core openai/gpt-4o-mini --guide local/smollm2-135m-instruct\n"
+        "  gcop compile gsm8k --guide local/smollm2-135m-instruct --core <core> --teacher <teacher>"
+        "   (train the guide for your core)\n"
         "  gcop models list        (local models; any .gguf or HF folder works as local/<path>)"
     )
 

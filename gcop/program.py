@@ -15,6 +15,7 @@ from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
 from gcop.calls import CallRecord, track_calls
+from gcop.checks import check_strategy_type
 from gcop.lm import GcopLM
 from gcop.strategy import Strategy, Validity, Verdict
 
@@ -81,6 +82,7 @@ class Guide(dspy.Module):
         max_tokens: int = 256,
     ) -> None:
         super().__init__()
+        check_strategy_type(strategy_type)
         self.strategy_type = strategy_type
         self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
         self.predict = dspy.Predict(guide_signature(strategy_type))

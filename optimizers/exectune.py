@@ -22,7 +22,9 @@ from typing import Any
 import dspy
 
 from gcop.calls import default_cache
+from gcop.checks import check_credentials, check_examples, check_strategy_type
 from gcop.errors import GcopError
+from gcop.lm import GcopLM
 from gcop.local import adapter_spec
 from gcop.local.provider import split_spec
 from gcop.metrics import Report, evaluate
@@ -173,14 +175,11 @@ class ExecTune:
             raise TypeError(f"ExecTune compiles a GCoP program, not {type(program).__name__}")
         if self.metric is None:
             raise GcopError("ExecTune needs metric=...: e.g. ExecTune(teacher, metric=task.metric)")
-        if not trainset:
-            raise GcopError("the trainset is empty; pass at least one dspy.Example")
-        fields = program.guide.strategy_type.task_inputs()
-        for i, example in enumerate(trainset):
-            if not isinstance(example, dspy.Example):
-                raise GcopError(f"trainset[{i}] is a {type(example).__name__}, not a dspy.Example")
-            if missing := [f for f in fields if f not in example]:
-                raise GcopError(f"trainset[{i}] lacks the input field(s) {missing}")
+        check_strategy_type(program.guide.strategy_type)
+        check_examples(trainset, program.guide.strategy_type.task_inputs())
+        teacher = self.teacher if isinstance(self.teacher, dspy.BaseLM) else GcopLM(self.teacher)
+        for lm in (teacher, program.core.lm):
+            check_credentials(lm)
         if {"sft", "rl"} & set(self.config.stages):
             _local_base(program.guide)
         return self.metric

@@ -1,0 +1,89 @@
+"""Checks that run before any money is spent: each failure names the problem and the fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import dspy
+
+from gcop.errors import GcopError
+from gcop.strategy import Strategy
+
+MAX_INPUT_CHARS = 50_000
+"""An input longer than this is almost surely a mistake (a whole file pasted into a field)."""
+
+
+class BadInputError(GcopError, ValueError):
+    """A trainset, dataset, model or strategy type that gcop cannot use as given."""
+
+
+def check_examples(examples: Sequence, input_fields: Sequence[str], name: str = "trainset") -> None:
+    """Examples must be non-empty `dspy.Example`s with string inputs, unique and not enormous."""
+    if not examples:
+        raise BadInputError(f"the {name} is empty; pass at least one dspy.Example")
+    seen: dict[tuple, int] = {}
+    for i, example in enumerate(examples):
+        if not isinstance(example, dspy.Example):
+            raise BadInputError(
+                f"{name}[{i}] is a {type(example).__name__}, not a dspy.Example; build it with "
+                f"dspy.Example(...).with_inputs({', '.join(map(repr, input_fields))})"
+            )
+        if missing := [f for f in input_fields if f not in example]:
+            raise BadInputError(f"{name}[{i}] lacks the input field(s) {missing}")
+        for field in input_fields:
+            value = example[field]
+            if not isinstance(value, str):
+                raise BadInputError(
+                    f"{name}[{i}].{field} is a {type(value).__name__}; inputs must be text (str)"
+                )
+            if len(value) > MAX_INPUT_CHARS:
+                raise BadInputError(
+                    f"{name}[{i}].{field} has {len(value):,} characters (limit "
+                    f"{MAX_INPUT_CHARS:,}); shorten it or drop the example"
+                )
+        key = tuple(example[f] for f in input_fields)
+        if key in seen:
+            raise BadInputError(
+                f"{name}[{i}] repeats the inputs of {name}[{seen[key]}]; remove duplicates "
+                "(they would be counted twice)"
+            )
+        seen[key] = i
+
+
+def check_strategy_type(strategy_type: object) -> None:
+    """A strategy type must be a Strategy subclass with a task signature and a JSON schema."""
+    if not (isinstance(strategy_type, type) and issubclass(strategy_type, Strategy)):
+        raise BadInputError(f"{strategy_type!r} is not a subclass of gcop.Strategy")
+    task = getattr(strategy_type, "task", None)
+    if not (isinstance(task, type) and issubclass(task, dspy.Signature)):
+        raise BadInputError(
+            f"{strategy_type.__name__} has no task signature; set "
+            "`task: ClassVar[type[dspy.Signature]] = YourSignature` on the class"
+        )
+    try:
+        strategy_type.model_json_schema()
+    except Exception as error:
+        raise BadInputError(
+            f"{strategy_type.__name__} cannot be rendered as a JSON schema ({error}); use "
+            "JSON-serialisable field types (str, int, float, bool, lists and models of them)"
+        ) from None
+
+
+def check_credentials(lm: dspy.BaseLM) -> None:
+    """A remote model needs its API key, from the LM's settings or the environment."""
+    model = lm.model
+    if model.startswith("local/") or lm.kwargs.get("api_key"):
+        return
+    import litellm
+
+    try:
+        status = litellm.validate_environment(model=model)
+    except Exception:  # an unknown provider is reported by check_model, not here
+        return
+    missing = [key for key in status.get("missing_keys", []) if not os.environ.get(key)]
+    if missing:
+        raise BadInputError(
+            f"{model} needs {', '.join(missing)}: set it in the environment "
+            f"(export {missing[0]}=...) or pass api_key=... to the LM"
+        )
