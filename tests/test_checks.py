@@ -7,11 +7,11 @@ from typing import ClassVar
 
 import dspy
 import pytest
-from gcop.programs.math import MathPlan
 
 from gcop.checks import MAX_INPUT_CHARS, BadInputError, check_credentials, check_examples
 from gcop.lm import GcopLM
 from gcop.program import Guide
+from gcop.programs.math import MathPlan
 from gcop.strategy import Strategy
 
 
