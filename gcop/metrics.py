@@ -120,10 +120,9 @@ class Report:
         return data
 
 
-def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, sample: int,
-            config: dict[str, Any] | None) -> Outcome:  # fmt: skip
+def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, *, example_id: str,
+            sample: int = 0, config: dict[str, Any] | None = None) -> Outcome:  # fmt: skip
     """Run `program` on `example` and score it; a raised error is a failed call, not a crash."""
-    example_id = str(example.get("id", ""))
     kwargs = dict(example.inputs())
     if config is not None:
         kwargs["guide_config"] = config
@@ -170,13 +169,16 @@ def evaluate(
     `temperature` and its own rollout id.
     """
     jobs = [
-        (example, j, None if samples == 1 else {"temperature": temperature, "rollout_id": j})
-        for example in examples
+        (example, str(example.get("id", f"#{i}")), j,
+         None if samples == 1 else {"temperature": temperature, "rollout_id": j})
+        for i, example in enumerate(examples)
         for j in range(samples)
-    ]
+    ]  # fmt: skip
 
     def work(job) -> Outcome:
-        outcome = run_one(program, *job[:1], metric, *job[1:])
+        example, example_id, sample, config = job
+        outcome = run_one(program, example, metric, example_id=example_id, sample=sample,
+                          config=config)  # fmt: skip
         if on_outcome:
             on_outcome(outcome)
         return outcome
@@ -189,7 +191,7 @@ def evaluate(
 def summarize(outcomes: list[Outcome], *, system: str, samples: int) -> Report:
     by_example: dict[str, list[Outcome]] = {}
     for o in outcomes:
-        by_example.setdefault(f"{o.example_id}#{id(o) if not o.example_id else ''}", []).append(o)
+        by_example.setdefault(o.example_id, []).append(o)
     groups = list(by_example.values())
     n = len(groups)
     accuracy = proportion_interval([_mean(o.score for o in g) for g in groups])
