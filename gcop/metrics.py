@@ -189,13 +189,16 @@ def evaluate(
 
 
 def summarize(outcomes: list[Outcome], *, system: str, samples: int) -> Report:
+    """Aggregate outcomes; a call that failed (never answered) is counted as failed and left
+    out of accuracy and executability, never scored as a wrong answer."""
     by_example: dict[str, list[Outcome]] = {}
     for o in outcomes:
-        by_example.setdefault(o.example_id, []).append(o)
+        if o.failed is None:
+            by_example.setdefault(o.example_id, []).append(o)
     groups = list(by_example.values())
     n = len(groups)
     accuracy = proportion_interval([_mean(o.score for o in g) for g in groups])
-    guided = [o for o in outcomes if o.valid is not None]
+    guided = [o for g in groups for o in g if o.valid is not None]
     executability = valid_rate = None
     if guided:
         executability = proportion_interval([_mean(o.executable for o in g) for g in groups])

@@ -9,9 +9,11 @@ that a cached rerun made zero model calls.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GOOD_PLAN = {"steps": ["Read the two numbers.", "Add them together."]}
@@ -24,6 +26,10 @@ class ScriptedModel:
     def __init__(self) -> None:
         self.plan: str = "good"  # "good", "leaky" or "garbage"
         self.requests = 0
+        self.faults: list[str] = []
+        """Served in order, one per request, before normal answers: "429", "500", "slow",
+        "truncated" (half a JSON body) or "garbage" (an answer no adapter can parse)."""
+        self.slow_seconds = 3.0
         self.bodies: list[dict] = []
         self.lock = threading.Lock()
 
@@ -58,10 +64,16 @@ def make_handler(model: ScriptedModel):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with model.lock:
                 model.requests += 1
-                model.bodies.append(
-                    {"headers": {k.lower(): v for k, v in self.headers.items()}, **body}
-                )
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                model.bodies.append({"headers": headers, **body})
+                fault = model.faults.pop(0) if model.faults else None
+            if fault in ("429", "500"):
+                return self._send(int(fault), {"error": {"message": f"injected {fault}"}})
+            if fault == "slow":
+                time.sleep(model.slow_seconds)
             texts = [model.reply(body) for _ in range(body.get("n") or 1)]
+            if fault == "garbage":
+                texts = ["%%% <<garbage>> no fields here" for _ in texts]
             prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
             completion_tokens = sum(len(t.split()) for t in texts)
             payload = {
@@ -77,12 +89,18 @@ def make_handler(model: ScriptedModel):
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
             }  # fmt: skip
+            self._send(200, payload, truncate=fault == "truncated")
+
+        def _send(self, status: int, payload: dict, truncate: bool = False) -> None:
             data = json.dumps(payload).encode()
-            self.send_response(200)
+            if truncate:
+                data = data[: len(data) // 2]
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            with contextlib.suppress(BrokenPipeError):  # the client gave up (a timeout)
+                self.wfile.write(data)
 
         def log_message(self, *args) -> None:
             pass
