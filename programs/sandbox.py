@@ -1,23 +1,17 @@
 """Run untrusted, model-written Python in a separate, limited process.
 
-The child runs `main.py` in a fresh temporary directory (also its HOME and TMPDIR, deleted
-afterwards) with an environment of only PATH, LANG, HOME and TMPDIR, empty stdin, and rlimits
-on CPU time, address space, file size, open files and processes. Run as root, it runs as a
-fresh unprivileged uid per run, with no supplementary groups and no_new_privs, so it cannot
-write outside its directory, read root's files or another process's environment, gain
-privileges through a setuid binary, or signal other runs; RLIMIT_NPROC then counts this run
-alone, and afterwards every process and every entry in the shared temp dirs that uid owns is
-killed or removed (this also catches a child that left the process group with setsid()).
-Network: `unshare` gives it its own empty network (and IPC) namespace where the machine
-allows it; in every case an audit hook, installed before the script runs, refuses socket
-connect/bind/send and name lookups and reports the attempt, so the result says "blocked".
-At the wall-clock deadline the process group is SIGKILLed (SIGTERM could be ignored).
-
-Not covered (see README "Code execution"): no seccomp filter or cgroup, so the kernel's
-attack surface is all there, memory is bounded per process (times the process limit), and
-disk use by file count is bounded only by the deadline; without a namespace, a program the
-child starts (or ctypes) can bypass the audit hook; not run as root, the child keeps the
-caller's uid and its files.
+The child runs `main.py` in a fresh temporary directory (its HOME and TMPDIR, deleted
+afterwards), with only PATH, LANG, HOME and TMPDIR in its environment and rlimits on CPU time,
+address space, file size, open files and processes. As root, each run gets a fresh
+unprivileged uid (no groups, no_new_privs): it cannot write outside its directory, read root's
+files or environments, gain privileges from setuid binaries or signal other runs, and whatever
+that uid still runs or left in the shared temp dirs afterwards is killed or removed (a child
+that left the process group with setsid() included). The network is an empty namespace
+(`unshare`) where the machine allows it, plus, always, an audit hook that refuses sockets and
+name lookups and reports the attempt ("blocked"). At the deadline the group is SIGKILLed.
+Not covered (README, "Code execution"): no seccomp or cgroup (the kernel is shared; memory is
+per process), the hook alone is bypassable (ctypes, another program), and without root the
+child keeps the caller's uid.
 """
 
 from __future__ import annotations
@@ -97,11 +91,11 @@ def _netns_prefix() -> tuple[str, ...]:
 
 
 def _fresh_uid() -> int | None:
-    """A uid of its own for this run when we are root (None otherwise): nobody where the uid
+    """A uid of its own for this run when we are root (None otherwise); nobody where the uid
     map (a user-namespaced container) lacks the per-run range."""
     if os.geteuid() != 0:
         return None
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/self/uid_map").read_text().splitlines():
             first, _, count = map(int, line.split())
             if first <= UID_BASE and first + count >= UID_BASE + UID_COUNT:
@@ -143,6 +137,11 @@ import json, os, resource, sys
 cfg = json.loads(sys.argv[1])
 for kind, soft, hard in cfg["limits"]:
     resource.setrlimit(kind, (soft, hard))
+try:  # before the drop, while ctypes is still readable
+    import ctypes
+    ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
+except Exception:
+    pass
 exe, uid = sys.executable, cfg["uid"]
 if uid is not None:
     tree, real = os.open(sys.base_prefix, os.O_PATH), os.path.realpath(exe)
@@ -152,11 +151,6 @@ if uid is not None:
     if not (os.access(exe, os.X_OK) and os.access(os.__file__, os.R_OK)):
         os.set_inheritable(tree, True)
         exe = f"/proc/self/fd/{tree}/{os.path.relpath(real, sys.base_prefix)}"
-try:
-    import ctypes
-    ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
-except Exception:
-    pass
 os.execv(exe, [exe, "-I", "-c", cfg["run"], str(cfg["report"])])
 """
 
@@ -188,11 +182,11 @@ def _sweep(uid: int) -> None:
     """Kill what outlived the process group and delete what the run left in shared temp dirs:
     with a fresh uid, everything that uid owns is this run's."""
     for _ in range(100):  # a fork bomb that left the group may still be forking
-        if not (pids := _tasks(uid)):
-            break
-        for pid in pids:
+        for pid in (pids := _tasks(uid)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if not pids:
+            break
         time.sleep(0.005)
     for top in {tempfile.gettempdir(), *SHARED_TMP}:
         with contextlib.suppress(OSError), os.scandir(top) as entries:
@@ -220,13 +214,6 @@ def _exits_within(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
         return bool(select.select([fd], [], [], timeout_s)[0])
     finally:
         os.close(fd)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown"
 
 
 def _tail(f: IO[bytes], cap: int) -> tuple[str, bool]:
@@ -284,13 +271,12 @@ def run_python(
         duration = time.monotonic() - start
         stdout, cut_out = _tail(out, max_output_bytes)
         stderr, cut_err = _tail(err, max_output_bytes)
-        blocked = _tail(report, 2000)[0].strip().splitlines()
+        report.seek(0)
+        blocked = report.read(1000).decode("utf-8", errors="replace").splitlines()
 
-    isolation = ", ".join(filter(None, [
-        f"uid {uid}" if uid is not None else "caller's uid",
-        "network namespace" if netns else "",
-        "network allowed" if allow_network else "socket audit hook",
-    ]))  # fmt: skip
+    isolation = [f"uid {uid}" if uid is not None else "caller's uid"]
+    isolation += ["network namespace"] if netns else []
+    isolation.append("network allowed" if allow_network else "socket audit hook")
     code = proc.returncode
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     if blocked:
@@ -304,10 +290,8 @@ def run_python(
     elif netns and "Network is unreachable" in last:
         status, reason = "blocked", f"network access blocked (no network in the namespace): {last}"
     elif code is not None and code < 0:
-        name = _signal_name(-code)
-        limit = " (file-size limit)" if -code == signal.SIGXFSZ else ""
-        status, reason = "crashed", f"killed by signal {-code} ({name}){limit}"
+        status, reason = "crashed", f"killed by signal {-code} ({signal.strsignal(-code)})"
     else:
         status, reason = "crashed", last or f"exit code {code}"
     return SandboxResult(status, None if timed_out else code, stdout, stderr, duration,
-                         reason, cut_out or cut_err, isolation, uid)  # fmt: skip
+                         reason, cut_out or cut_err, ", ".join(isolation), uid)  # fmt: skip

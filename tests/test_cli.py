@@ -89,9 +89,13 @@ def test_compile_stage_one_from_the_command_line(tiny_model: str, tmp_path: Path
     assert "acceptance rate" in " ".join(result.output.split())
 
 
-def test_compile_refuses_a_remote_guide_before_spending(tmp_path: Path) -> None:
+def test_compile_refuses_a_remote_guide_before_spending(tmp_path: Path, monkeypatch) -> None:
     remote = "openai/gpt-4o-mini"
     args = ["compile", "gsm8k", "--guide", remote, "--core", remote, "--teacher", remote,
             "--stages", "sample,sft", "--output-dir", str(tmp_path)]  # fmt: skip
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "needs OPENAI_API_KEY" in " ".join(result.output.split())
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-used")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "cannot be fine-tuned" in " ".join(result.output.split())
