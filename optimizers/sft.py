@@ -157,14 +157,25 @@ def trainer_args(config: Any, output_dir: Path) -> dict[str, Any]:
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoints/checkpoint-<step>` to resume from, if a run left one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* `checkpoints/checkpoint-<step>` to resume from, if any.
 
+    The Trainer writes a checkpoint's files one by one and `trainer_state.json` last, so a
+    process killed while saving leaves a folder without it: such a folder is removed, and
+    the previous complete checkpoint is used (transformers' `get_last_checkpoint` would
+    pick the broken one by its number).
+    """
     folder = output_dir / "checkpoints"
-    checkpoint = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if checkpoint:
-        log.info("resuming %s from %s", output_dir, checkpoint)
-    return checkpoint
+    candidates = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    ) if folder.is_dir() else []  # fmt: skip
+    for checkpoint in reversed(candidates):
+        if (checkpoint / "trainer_state.json").exists():
+            log.info("resuming %s from %s", output_dir, checkpoint)
+            return str(checkpoint)
+        log.warning("removing %s: it was cut off while being written", checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
 
 
 def save_stage(trainer: Any, output_dir: Path) -> Path:

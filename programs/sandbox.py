@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,10 @@ from typing import IO, Literal
 
 Status = Literal["passed", "failed", "timed_out", "crashed", "blocked"]
 MiB = 1 << 20
-UID_BASE, UID_COUNT = 1 << 30, 1 << 20
+UID_BASE, UID_COUNT = 1 << 30, 1 << 24
 """Per-run uids: far above login users, systemd's dynamic users and usual subuid ranges."""
+_LEASED: set[int] = set()  # uids of runs in progress here: two concurrent runs never share one
+_LEASE_LOCK = threading.Lock()
 NOBODY = 65534
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 """World-writable dirs the child could leave files in; swept after a run with a fresh uid."""
@@ -99,7 +102,11 @@ def _fresh_uid() -> int | None:
         for line in Path("/proc/self/uid_map").read_text().splitlines():
             first, _, count = map(int, line.split())
             if first <= UID_BASE and first + count >= UID_BASE + UID_COUNT:
-                return UID_BASE + secrets.randbelow(UID_COUNT)
+                with _LEASE_LOCK:
+                    while (uid := UID_BASE + secrets.randbelow(UID_COUNT)) in _LEASED:
+                        pass
+                    _LEASED.add(uid)
+                return uid
     return NOBODY
 
 
@@ -268,6 +275,7 @@ def run_python(
             proc.wait()
             if uid is not None and uid != NOBODY:  # nobody may be shared: leave it alone
                 _sweep(uid)
+                _LEASED.discard(uid)
         duration = time.monotonic() - start
         stdout, cut_out = _tail(out, max_output_bytes)
         stderr, cut_err = _tail(err, max_output_bytes)

@@ -9,7 +9,6 @@ that a cached rerun made zero model calls.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
@@ -30,7 +29,11 @@ class ScriptedModel:
         """Served in order, one per request, before normal answers: "429", "500", "slow",
         "truncated" (half a JSON body) or "garbage" (an answer no adapter can parse)."""
         self.slow_seconds = 3.0
+        self.delay = 0.0
+        """Seconds every request takes (a slow remote API)."""
         self.bodies: list[dict] = []
+        self.answered: list[dict] = []
+        """Requests whose full answer was written back (not those cut off by a kill)."""
         self.lock = threading.Lock()
 
     def reply(self, body: dict) -> str:
@@ -67,6 +70,7 @@ def make_handler(model: ScriptedModel):
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 model.bodies.append({"headers": headers, **body})
                 fault = model.faults.pop(0) if model.faults else None
+            time.sleep(model.delay)
             if fault in ("429", "500"):
                 return self._send(int(fault), {"error": {"message": f"injected {fault}"}})
             if fault == "slow":
@@ -89,9 +93,11 @@ def make_handler(model: ScriptedModel):
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
             }  # fmt: skip
-            self._send(200, payload, truncate=fault == "truncated")
+            if self._send(200, payload, truncate=fault == "truncated") and not fault:
+                with model.lock:
+                    model.answered.append(body)
 
-        def _send(self, status: int, payload: dict, truncate: bool = False) -> None:
+        def _send(self, status: int, payload: dict, truncate: bool = False) -> bool:
             data = json.dumps(payload).encode()
             if truncate:
                 data = data[: len(data) // 2]
@@ -99,8 +105,12 @@ def make_handler(model: ScriptedModel):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            with contextlib.suppress(BrokenPipeError):  # the client gave up (a timeout)
+            try:
                 self.wfile.write(data)
+                self.wfile.flush()
+                return True
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up or died
+                return False
 
         def log_message(self, *args) -> None:
             pass
