@@ -110,6 +110,8 @@ def compile_command(
     ] = 20,
     candidates: Annotated[int, typer.Option(min=1, help="teacher strategies per example")] = 4,
     show_reference: Annotated[bool, typer.Option(help="show the teacher the solution")] = False,
+    sft_epochs: Annotated[int, typer.Option(min=1, help="SFT epochs over accepted strategies")] = 3,
+    rl_steps: Annotated[int, typer.Option(min=1, help="GRPO optimizer steps")] = 50,
     budget_dollars: Annotated[
         float | None, typer.Option(help="stop new calls past this spend")
     ] = None,
@@ -122,7 +124,9 @@ def compile_command(
     from gcop.bench import select_examples
     from gcop.calls import SpendLimit, default_cache
     from gcop.optimizers.exectune import ExecTune
+    from gcop.optimizers.rl import RLStageConfig
     from gcop.optimizers.sampling import SamplingConfig
+    from gcop.optimizers.sft import SFTStageConfig
     from gcop.program import Core, GCoP, Guide
     from gcop.programs import get_task
 
@@ -137,6 +141,9 @@ def compile_command(
     optimizer = ExecTune(
         teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
+        sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
+        rl=RLStageConfig(max_steps=rl_steps, max_completion_length=task_obj.guide_max_tokens,
+                         seed=seed),
         output_dir=output_dir, seed=seed,
     )  # fmt: skip
     if budget_dollars is not None:
