@@ -8,7 +8,9 @@ string works, `local/...` included.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from typing import Any
 
@@ -37,12 +39,19 @@ def check_model_string(model: str) -> str:
     return model
 
 
+_model_slots: dict[str, threading.BoundedSemaphore | None] = {}
+"""Per model string, process-wide: at most this many requests in flight (remote models
+default to 16; local ones are unlimited since their batcher wants many at once)."""
+
+
 class GcopLM(dspy.BaseLM):
     """A `dspy.BaseLM` over LiteLLM with gcop's cache and ledger.
 
     Args:
         model: any LiteLLM model string (`local/<name-or-path>` for in-process models).
         cache: the call cache to use; default: the process-wide one (`$GCOP_HOME/calls`).
+        max_concurrency: requests in flight to this model at once, shared by every GcopLM of
+            the same model string in the process (default 16 for remote models).
         temperature, max_tokens, **kwargs: default request parameters.
     """
 
@@ -54,6 +63,7 @@ class GcopLM(dspy.BaseLM):
         temperature: float = 0.0,
         max_tokens: int = 512,
         num_retries: int = 3,
+        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -66,6 +76,9 @@ class GcopLM(dspy.BaseLM):
             **kwargs,
         )
         self.call_cache = cache
+        if max_concurrency is not None or model not in _model_slots:
+            limit = max_concurrency or (None if model.startswith("local/") else 16)
+            _model_slots[model] = threading.BoundedSemaphore(limit) if limit else None
 
     def forward(self, prompt=None, messages=None, **kwargs):
         messages = messages or [{"role": "user", "content": prompt}]
@@ -75,9 +88,10 @@ class GcopLM(dspy.BaseLM):
         cache = self.call_cache or default_cache()
 
         def compute() -> tuple[dict[str, Any], float]:
-            response = litellm.completion(
-                model=self.model, messages=messages, num_retries=self.num_retries, **params
-            )
+            with _model_slots.get(self.model) or contextlib.nullcontext():
+                response = litellm.completion(
+                    model=self.model, messages=messages, num_retries=self.num_retries, **params
+                )
             return response.model_dump(), _response_cost(response)
 
         data, record = cache.call(

@@ -29,6 +29,8 @@ class ScriptedModel:
         """Served in order, one per request, before normal answers: "429", "500", "slow",
         "truncated" (half a JSON body) or "garbage" (an answer no adapter can parse)."""
         self.slow_seconds = 3.0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.delay = 0.0
         """Seconds every request takes (a slow remote API)."""
         self.bodies: list[dict] = []
@@ -70,6 +72,16 @@ def make_handler(model: ScriptedModel):
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 model.bodies.append({"headers": headers, **body})
                 fault = model.faults.pop(0) if model.faults else None
+            with model.lock:
+                model.in_flight += 1
+                model.max_in_flight = max(model.max_in_flight, model.in_flight)
+            try:
+                self._answer(body, fault)
+            finally:
+                with model.lock:
+                    model.in_flight -= 1
+
+        def _answer(self, body: dict, fault: str | None) -> None:
             time.sleep(model.delay)
             if fault in ("429", "500"):
                 return self._send(int(fault), {"error": {"message": f"injected {fault}"}})

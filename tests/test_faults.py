@@ -57,3 +57,20 @@ def test_stage_one_survives_faults(api, fresh_cache) -> None:
     )  # fmt: skip
     assert result.acceptance_rate == 1.0
     assert result.summary()["failed_calls"] == 0
+
+
+def test_gcop_evaluation_survives_faults(api, fresh_cache) -> None:
+    api.model.slow_seconds = 2.5
+    api.model.faults = ["500", "429", "slow", "truncated", "429", "500", "truncated"]
+    program = GCoP(Guide(MathPlan, flaky_lm(api)), Core(flaky_lm(api)))
+    report = evaluate(program, examples(3, trick=True), gsm8k_metric, num_threads=2)
+    assert report.failed_calls == 0 and report.n == 3
+    assert report.accuracy.estimate == 1.0 and report.executability.estimate == 1.0
+    assert len(fresh_cache) == 6  # one guide and one core answer per example, no fault
+
+
+def test_requests_in_flight_respect_the_concurrency_limit(api, fresh_cache) -> None:
+    api.model.delay = 0.2
+    core = Core(lm(api, max_concurrency=2), task=MathPlan.task)
+    report = evaluate(CoreOnly(core), examples(8), gsm8k_metric, num_threads=8)
+    assert report.n == 8 and api.model.max_in_flight == 2
