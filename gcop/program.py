@@ -115,10 +115,16 @@ class Guide(dspy.Module):
 
 
 def _parse_reason(error: AdapterParseError) -> str:
+    """Why the guide's text is not a strategy, in one line (never the whole response)."""
     cause = error.__cause__
     if isinstance(cause, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors())
-    return str(error).splitlines()[0][:300]
+    first = str(error).splitlines()[0]
+    if not first.startswith("Adapter "):  # DSPy put a specific message first
+        return first[:300]
+    if error.parsed_result is not None:
+        return f"no [[ ## {STRATEGY_FIELD} ## ]] field in the output"
+    return "the output has none of the expected [[ ## field ## ]] sections"
 
 
 class Core(dspy.Module):
