@@ -139,7 +139,9 @@ def convert_gguf(gguf: Path, folder: Path) -> Path:
     if _is_checkpoint(folder):
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     log.info("converting %s to %s (once)", gguf, folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
