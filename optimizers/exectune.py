@@ -111,6 +111,10 @@ class ExecTune:
                 compiled = program.with_guide(self.finetune(program.guide, trainset, accepted))
                 self._evaluate("sft", compiled, valset, metric)
         if "rl" in self.config.stages:
+            sft_adapter = self.output_dir / "sft" / "adapter"
+            if compiled is program and sft_adapter.is_dir():  # SFT finished in an earlier run
+                base = _local_base(program.guide)
+                compiled = program.with_guide(_guide_with_adapter(program.guide, base, sft_adapter))
             compiled = compiled.with_guide(self.reinforce(compiled, trainset, metric))
             self._evaluate("rl", compiled, valset, metric)
         self._write_json("report.json", self.report)
