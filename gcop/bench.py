@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gcop.atomic import write_json
 from gcop.calls import default_cache
 from gcop.metrics import Outcome, Report, evaluate
 from gcop.program import Core, CoreOnly, GCoP, Guide
@@ -99,9 +99,7 @@ def write_result(result: BenchResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{result.config.task}-{result.config.split}-{result.config.seed}"
     json_path, png_path = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
-    partial = json_path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(result.as_dict(), indent=2, default=str))
-    os.replace(partial, json_path)
+    write_json(json_path, result.as_dict())
     plot_accuracy_vs_cost(result, png_path)
     return json_path, png_path
 

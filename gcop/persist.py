@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcop.atomic import write_json
 from gcop.errors import GcopError
 
 if TYPE_CHECKING:
@@ -56,9 +57,7 @@ def save_program(program: GCoP, directory: Path) -> Path:
         "core": _lm_settings(program.core.lm),
         "on_invalid": program.on_invalid,
     }
-    partial = directory / ".program.json.partial"
-    partial.write_text(json.dumps(state, indent=2))
-    os.replace(partial, directory / "program.json")
+    write_json(directory / "program.json", state)
     return directory
 
 

@@ -14,13 +14,13 @@ go through the call cache, so neither repeats a core call.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
 
+from gcop.atomic import write_json
 from gcop.calls import default_cache
 from gcop.checks import check_credentials, check_examples, check_strategy_type
 from gcop.errors import GcopError
@@ -223,11 +223,7 @@ class ExecTune:
         self.report["ledger"] = default_cache().ledger.as_dict()
 
     def _write_json(self, name: str, data: Any) -> None:
-        path = self.output_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json.dumps(_jsonable(data), indent=2, default=str))
-        os.replace(partial, path)
+        write_json(self.output_dir / name, data)
 
 
 def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -> Guide:

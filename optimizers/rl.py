@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args, write_json
+from gcop.atomic import write_json
+from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
 RewardFunction = Callable[..., list[float | None]]
 """TRL's contract: `reward(prompts, completions, **columns) -> one float per completion`."""

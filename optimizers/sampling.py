@@ -10,7 +10,6 @@ call goes through the call cache, so a rerun repeats no core call.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from gcop.atomic import write_text
 from gcop.errors import GcopError
 from gcop.program import GCoP, Guide
 from gcop.strategy import Strategy, Verdict
@@ -184,6 +184,4 @@ def write_sampling(result: SamplingResult, config: SamplingConfig, directory: Pa
         "config.json": json.dumps(asdict(config), indent=2),
     }
     for name, text in files.items():
-        partial = directory / f".{name}.partial"
-        partial.write_text(text)
-        os.replace(partial, directory / name)
+        write_text(directory / name, text)

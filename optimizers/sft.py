@@ -9,7 +9,6 @@ written last and atomically, so that an existing `adapter/` means the stage is d
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gcop.atomic import write_json
 from gcop.local.registry import resolve
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,3 @@ def save_stage(trainer: Any, output_dir: Path) -> Path:
     trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
     os.replace(partial, adapter)
     return adapter
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(partial, path)
