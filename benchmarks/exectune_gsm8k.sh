@@ -4,10 +4,13 @@
 # Train on a seeded sample of the train split, score the dev sample after every stage;
 # report.json / report.png land in runs/exectune-gsm8k. Sizes: override with env vars.
 set -euo pipefail
-TRAIN=${TRAIN:-32} DEV=${DEV:-50} K=${K:-4} RL_STEPS=${RL_STEPS:-30}
+TRAIN=${TRAIN:-24} DEV=${DEV:-40} K=${K:-2} SFT_EPOCHS=${SFT_EPOCHS:-10} RL_STEPS=${RL_STEPS:-8}
+CORE=${CORE:-local/qwen2.5-coder-0.5b-instruct} OUT=${OUT:-runs/exectune-gsm8k}
+STAGES=${STAGES:-sample,sft,rl}
 gcop compile gsm8k \
   --guide local/smollm2-135m-instruct \
-  --core local/qwen2.5-coder-0.5b-instruct \
+  --core "$CORE" \
   --teacher local/qwen2.5-coder-1.5b-instruct \
   --limit "$TRAIN" --dev-limit "$DEV" --candidates "$K" --show-reference \
-  --rl-steps "$RL_STEPS" --seed 0 --output-dir runs/exectune-gsm8k
+  --sft-epochs "$SFT_EPOCHS" --rl-steps "$RL_STEPS" --stages "$STAGES" \
+  --seed 0 --output-dir "$OUT"

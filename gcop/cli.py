@@ -112,6 +112,12 @@ def compile_command(
     show_reference: Annotated[bool, typer.Option(help="show the teacher the solution")] = False,
     sft_epochs: Annotated[int, typer.Option(min=1, help="SFT epochs over accepted strategies")] = 3,
     rl_steps: Annotated[int, typer.Option(min=1, help="GRPO optimizer steps")] = 50,
+    rl_batch_size: Annotated[
+        int, typer.Option(min=4, help="strategies per GRPO step (a multiple of 4, the group)")
+    ] = 8,
+    threads: Annotated[
+        int, typer.Option(min=1, help="dev examples scored concurrently (raise on a GPU)")
+    ] = 16,
     budget_dollars: Annotated[
         float | None, typer.Option(help="stop new calls past this spend")
     ] = None,
@@ -131,7 +137,9 @@ def compile_command(
     from gcop.programs import get_task
 
     task_obj = get_task(task)
-    check_models(guide, core, teacher)
+    resumes_sampling = (output_dir / "sample" / "summary.json").exists()
+    check_models(guide, core, None if resumes_sampling else teacher)  # a finished stage 1
+    # is read back, so a later `--stages sft,rl` run does not need the teacher's weights
     trainset = select_examples(task_obj, "train", limit, seed)
     valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
     program = GCoP(
@@ -142,9 +150,9 @@ def compile_command(
         teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
         sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
-        rl=RLStageConfig(max_steps=rl_steps, max_completion_length=task_obj.guide_max_tokens,
-                         seed=seed),
-        output_dir=output_dir, seed=seed,
+        rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,
+                         max_completion_length=task_obj.guide_max_tokens, seed=seed),
+        output_dir=output_dir, seed=seed, eval_threads=threads,
     )  # fmt: skip
     if budget_dollars is not None:
         default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
@@ -158,17 +166,23 @@ def compile_command(
 
 
 def compile_table(report: dict) -> Table:
+    wall = report.get("wall_seconds", {})
     table = Table("after stage", "accuracy [95% CI]", "executability", "$/query", "n",
-                  title="dev set")  # fmt: skip
+                  "eval wall s", title="dev set")  # fmt: skip
     for stage, row in report.get("dev", {}).items():
         executable = row.get("executability")
         table.add_row(
             stage, _interval(row["accuracy"]), _interval(executable) if executable else "-",
             f"{row['cost_per_query']['estimate']:.2e}", str(row["n"]),
+            f"{wall.get(f'dev:{stage}', float('nan')):.0f}",
         )  # fmt: skip
+    captions = []
     if sample := report.get("stages", {}).get("sample"):
-        table.caption = (f"stage 1: acceptance rate {sample['acceptance_rate']:.2f} over "
-                         f"{sample['attempts']} teacher strategies")  # fmt: skip
+        captions.append(f"stage 1: acceptance rate {sample['acceptance_rate']:.2f} over "
+                        f"{sample['attempts']} teacher strategies")  # fmt: skip
+    if stage_walls := [f"{s} {wall[s]:.0f} s" for s in ("sample", "sft", "rl") if s in wall]:
+        captions.append("wall time: " + ", ".join(stage_walls))
+    table.caption = "\n".join(captions) or None
     return table
 
 

@@ -14,13 +14,16 @@ go through the call cache, so neither repeats a core call.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
 
-from gcop.atomic import write_json
+from gcop.atomic import write_json, write_text
 from gcop.calls import default_cache
 from gcop.checks import check_credentials, check_examples, check_strategy_type
 from gcop.errors import GcopError
@@ -37,8 +40,8 @@ from gcop.optimizers.sampling import (
     sample_strategies,
     write_sampling,
 )
-from gcop.optimizers.sft import SFTStageConfig, finetune
-from gcop.program import GCoP, Guide
+from gcop.optimizers.sft import SFTStageConfig, finetune, last_checkpoint
+from gcop.program import CoreOnly, GCoP, Guide
 from gcop.task import Metric
 
 STAGES = ("sample", "sft", "rl")
@@ -76,12 +79,14 @@ class ExecTune:
         stages: tuple[str, ...] = STAGES,
         output_dir: str | Path = "exectune-run",
         seed: int = 0,
+        eval_threads: int = 16,
     ) -> None:
         if unknown := set(stages) - set(STAGES):
             raise ValueError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
         self.teacher = teacher
         self.metric = metric
         self.output_dir = Path(output_dir)
+        self.eval_threads = eval_threads  # how, not what: not part of the compile's identity
         reward = reward or RewardWeights(cost_weight=cost_weight)
         self.config = ExecTuneConfig(
             teacher=teacher if isinstance(teacher, str) else teacher.model,
@@ -101,21 +106,28 @@ class ExecTune:
         """Return a new program whose guide is trained for this core; `program` is untouched."""
         metric = self._check(program, trainset)
         self._claim_output_dir(program)
+        self._start_report()
+        self._evaluate("core", CoreOnly(program.core), valset, metric)
         self._evaluate("untrained", program, valset, metric)
         compiled = program
         if "sample" in self.config.stages or "sft" in self.config.stages:
-            accepted = self.sample(program, trainset, metric)
+            with self._timed("sample"):
+                accepted = self.sample(program, trainset, metric)
             few_shot = program.with_guide(_few_shot(program.guide, trainset, accepted))
             self._evaluate("sample", few_shot, valset, metric)
             if "sft" in self.config.stages:
-                compiled = program.with_guide(self.finetune(program.guide, trainset, accepted))
+                with self._timed("sft"):
+                    guide = self.finetune(program.guide, trainset, accepted)
+                compiled = program.with_guide(guide)
                 self._evaluate("sft", compiled, valset, metric)
         if "rl" in self.config.stages:
             sft_adapter = self.output_dir / "sft" / "adapter"
             if compiled is program and sft_adapter.is_dir():  # SFT finished in an earlier run
                 base = _local_base(program.guide)
                 compiled = program.with_guide(_guide_with_adapter(program.guide, base, sft_adapter))
-            compiled = compiled.with_guide(self.reinforce(compiled, trainset, metric))
+            with self._timed("rl"):
+                guide = self.reinforce(compiled, trainset, metric)
+            compiled = compiled.with_guide(guide)
             self._evaluate("rl", compiled, valset, metric)
         self._write_json("report.json", self.report)
         plot_compile_report(self.report, self.output_dir / "report.png")
@@ -160,12 +172,14 @@ class ExecTune:
         """Stage 3: GRPO on the executability reward, from the SFT adapter when there is one."""
         guide = program.guide
         base, adapter = split_spec(guide.lm.model.removeprefix("local/"))
-        reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward)
+        directory = self.output_dir / "rl"
+        reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward,
+                                     log_path=directory / "reward_log.jsonl")  # fmt: skip
+        reward.history = _reward_rows_to_keep(directory)
         prompts = [
             {"prompt": guide.format_prompt(**dict(e.inputs())), "example_index": i}
             for i, e in enumerate(trainset)
         ]
-        directory = self.output_dir / "rl"
         trained = reinforce(base, Path(adapter) if adapter else None, prompts, [reward],
                             self.config.rl, directory)  # fmt: skip
         if reward.history:
@@ -210,10 +224,27 @@ class ExecTune:
         else:
             self._write_json("config.json", identity)
 
-    def _evaluate(self, stage: str, program: GCoP, valset, metric: Metric) -> None:
+    def _start_report(self) -> None:
+        """Begin the report, keeping the wall times of work an earlier run already did."""
+        path = self.output_dir / "report.json"
+        earlier = json.loads(path.read_text()).get("wall_seconds", {}) if path.exists() else {}
+        self.report = {"stages": {}, "wall_seconds": earlier}
+
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        """Record the wall time of `key` the first time it runs (a resumed run's skip of
+        finished work takes no time and must not overwrite it); save the report so far."""
+        start = time.perf_counter()
+        yield
+        self.report["wall_seconds"].setdefault(key, round(time.perf_counter() - start, 1))
+        self._write_json("report.json", self.report)
+
+    def _evaluate(self, stage: str, program: dspy.Module, valset, metric: Metric) -> None:
         if not valset:
             return
-        report: Report = evaluate(program, valset, metric, system=stage)
+        with self._timed(f"dev:{stage}"):
+            report: Report = evaluate(program, valset, metric, system=stage,
+                                      num_threads=self.eval_threads)  # fmt: skip
         self.report.setdefault("dev", {})[stage] = {
             "accuracy": asdict(report.accuracy),
             "executability": asdict(report.executability) if report.executability else None,
@@ -237,6 +268,28 @@ def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -
     few_shot = Guide(guide.strategy_type, guide.lm)
     few_shot.predict.demos = demos
     return few_shot
+
+
+def _reward_rows_to_keep(rl_dir: Path) -> list[dict[str, Any]]:
+    """Reward rows an earlier RL run logged, minus those of steps a resume will redo.
+
+    A finished stage keeps every row; a killed one keeps the rows up to the checkpoint it
+    resumes from (the steps after it are trained, and logged, again); a fresh one none.
+    The log is rewritten to exactly those rows before training appends to it.
+    """
+    log = rl_dir / "reward_log.jsonl"
+    rows = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # the last line of a killed run may be cut off
+            continue
+    if not (rl_dir / "adapter").is_dir():
+        checkpoint = last_checkpoint(rl_dir)
+        resumed_step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
+        rows = [row for row in rows if row.get("step", 0) <= resumed_step]
+        write_text(log, "".join(json.dumps(row) + "\n" for row in rows))
+    return rows
 
 
 def _local_base(guide: Guide) -> str:

@@ -16,9 +16,11 @@ example.
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -60,29 +62,39 @@ class ExecutabilityReward:
     """`reward(prompts, completions, example_index, **_) -> list[float]`, TRL's contract.
 
     `example_index` (a dataset column) says which training example each prompt came from.
-    `history` keeps the mean of every component per call, for the compile report.
+    `history` keeps the mean of every component per call, with the optimizer step it trains,
+    for the compile report; with `log_path` each row is also appended there as it is made,
+    so a killed RL stage keeps the rows of the steps it finished.
     """
 
     __name__ = "executability"
 
     def __init__(self, program: GCoP, examples: list[dspy.Example], metric: Metric,
-                 weights: RewardWeights | None = None, num_threads: int = 16) -> None:  # fmt: skip
+                 weights: RewardWeights | None = None, num_threads: int = 16,
+                 log_path: Path | None = None) -> None:  # fmt: skip
         self.program = program
         self.examples = examples
         self.metric = metric
         self.weights = weights or RewardWeights()
         self.num_threads = num_threads
         self.history: list[dict[str, float]] = []
+        self.log_path = log_path
         self._alone: dict[int, bool] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, prompts, completions, example_index, **_: Any) -> list[float]:
+    def __call__(self, prompts, completions, example_index, **columns: Any) -> list[float]:
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
         with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
             parts = list(pool.map(self.score, texts, [int(i) for i in example_index]))
         rewards = [p.total(self.weights) for p in parts]
         row = {k: sum(getattr(p, k) for p in parts) / len(parts) for k in asdict(RewardParts())}
-        self.history.append({**row, "reward": sum(rewards) / len(rewards)})
+        state = columns.get("trainer_state")  # TRL passes it; the step being trained is next
+        step = state.global_step + 1 if state is not None else len(self.history) + 1
+        row = {"step": step, **row, "reward": sum(rewards) / len(rewards)}
+        self.history.append(row)
+        if self.log_path is not None:
+            with self.log_path.open("a") as log:  # one short line per call: a crash cuts at
+                log.write(json.dumps(row) + "\n")  # most the last row, which readers skip
         return rewards
 
     def score(self, completion: str, index: int) -> RewardParts:

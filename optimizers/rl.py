@@ -61,6 +61,14 @@ class RLStageConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed for sampling, LoRA init, data order"})
 
+    def __post_init__(self) -> None:
+        if self.per_device_batch_size % self.num_generations:
+            raise ValueError(
+                f"per_device_batch_size={self.per_device_batch_size} is not a multiple of "
+                f"num_generations={self.num_generations}: each prompt's group of strategies "
+                "must fit in one batch; use a multiple"
+            )
+
 
 def reinforce(
     base_model: str | Path,

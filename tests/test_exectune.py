@@ -56,7 +56,9 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
         assert (out / artifact).exists(), artifact
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["sample"]["acceptance_rate"] == 1.0
-    assert set(report["dev"]) == {"untrained", "sample", "sft", "rl"}
+    assert set(report["dev"]) == {"core", "untrained", "sample", "sft", "rl"}
+    stage_walls = {key: report["wall_seconds"][key] for key in ("sample", "sft", "rl")}
+    assert all(seconds > 0 for seconds in stage_walls.values())
     assert {"valid", "leak", "success", "harm", "cost", "reward"} <= set(
         report["stages"]["rl"]["reward"][0]
     )
@@ -71,6 +73,8 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
     served = api.model.requests
     optimizer(api, out).compile(original, trainset, valset)
     assert api.model.requests == served
+    rerun = json.loads((out / "report.json").read_text())
+    assert {key: rerun["wall_seconds"][key] for key in stage_walls} == stage_walls  # kept
 
     # the compiled program saves and loads; the key is not saved, the environment gives it
     compiled.save(tmp_path / "saved")
@@ -80,6 +84,29 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
     assert (tmp_path / "saved" / "guide_adapter" / "adapter_config.json").exists()
     assert loaded(question="What is 2 plus 2?").answer == "4"
     assert api.model.requests == served  # same prompts: all cached
+
+
+def test_rl_alone_continues_from_the_sft_adapter_an_earlier_run_left(
+    api, tiny_model: str, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    out, trainset = tmp_path / "run", examples(4, trick=True)
+    optimizer(api, out, stages=("sample", "sft")).compile(program(api, tiny_model), trainset)
+    assert not (out / "rl").exists()
+
+    compiled = optimizer(api, out, stages=("rl",)).compile(program(api, tiny_model), trainset)
+    assert str(out / "rl" / "adapter") in compiled.guide.lm.model
+    sft = load_file(out / "sft" / "adapter" / "adapter_model.safetensors")
+    rl = load_file(out / "rl" / "adapter" / "adapter_model.safetensors")
+    lora_b = [name for name in sft if "lora_B" in name]
+    assert lora_b and set(rl) == set(sft)
+    # a fresh LoRA starts with B = 0; two small RL steps from the SFT adapter stay near it
+    sft_norm = sum(float(sft[n].norm()) for n in lora_b)
+    moved = sum(float((rl[n] - sft[n]).norm()) for n in lora_b)
+    assert sft_norm > 0 and 0 < moved < 0.1 * sft_norm  # trained, from the SFT weights
+    rewards = json.loads((out / "rl" / "reward_log.json").read_text())
+    assert [row["step"] for row in rewards] == [1, 2]
 
 
 def test_bad_input_fails_before_any_call(api, fresh_cache, tiny_model: str, tmp_path) -> None:
@@ -145,6 +172,8 @@ def test_compile_killed_mid_stage_resumes_without_repeating_calls(
         assert (out / artifact).exists(), artifact
     log = json.loads((out / "rl" / "train_log.json").read_text())
     assert max(row.get("step", 0) for row in log) == 8
+    rewards = json.loads((out / "rl" / "reward_log.json").read_text())
+    assert [row["step"] for row in rewards] == list(range(1, 9))  # every step, once
     asked_after = Counter(_identity(b) for b in api.model.bodies[served_before:])
     # a greedy call is answered once; a teacher prompt is sampled `candidates` (2) times
     repeated = {
