@@ -10,7 +10,7 @@ from typing import Any
 
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # one per writer
     partial.write_text(text)
     os.replace(partial, path)
     return path

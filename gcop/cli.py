@@ -6,6 +6,7 @@ This is the one place that ties the kernel to the task programs (`gcop.programs`
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -158,6 +159,8 @@ def compile_command(
         default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
     with console.status("compiling (stage progress is printed below)"):
         compiled = optimizer.compile(program, trainset, valset)
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun: rank 0 saves
+        return
     compiled.save(output_dir / "program")
     console.print(compile_table(optimizer.report))
     console.print(

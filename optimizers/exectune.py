@@ -14,6 +14,7 @@ go through the call cache, so neither repeats a core call.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,13 +130,20 @@ class ExecTune:
                 guide = self.reinforce(compiled, trainset, metric)
             compiled = compiled.with_guide(guide)
             self._evaluate("rl", compiled, valset, metric)
-        self._write_json("report.json", self.report)
-        plot_compile_report(self.report, self.output_dir / "report.png")
+        if _main_process():
+            self._write_json("report.json", self.report)
+            plot_compile_report(self.report, self.output_dir / "report.png")
         return compiled
 
     def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
         """Stage 1: teacher strategies that are valid, leak-free and make the core succeed."""
         directory = self.output_dir / "sample"
+        if not (directory / "summary.json").exists() and _world_size() > 1:
+            raise GcopError(
+                "stage 1 calls the teacher and core, and would run once per process here; "
+                "run it once first (`gcop compile ... --stages sample`), then launch the "
+                "training stages (`accelerate launch -m gcop compile ... --stages sft,rl`)"
+            )
         if (directory / "summary.json").exists():  # finished before: read it back
             self.report["stages"]["sample"] = json.loads((directory / "summary.json").read_text())
             lines = (directory / "accepted.jsonl").read_text().splitlines()
@@ -175,14 +183,17 @@ class ExecTune:
         directory = self.output_dir / "rl"
         reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward,
                                      log_path=directory / "reward_log.jsonl")  # fmt: skip
-        reward.history = _reward_rows_to_keep(directory)
+        if _main_process():
+            reward.history = _reward_rows_to_keep(directory)
+        else:  # each rank scores its own completions; rank 0's rows are the log
+            reward.log_path = None
         prompts = [
             {"prompt": guide.format_prompt(**dict(e.inputs())), "example_index": i}
             for i, e in enumerate(trainset)
         ]
         trained = reinforce(base, Path(adapter) if adapter else None, prompts, [reward],
                             self.config.rl, directory)  # fmt: skip
-        if reward.history:
+        if reward.history and _main_process():
             self._write_json("rl/reward_log.json", reward.history)
         self.report["stages"]["rl"] = {"reward": reward.history, "log": _log(directory)}
         return _guide_with_adapter(guide, base, trained)
@@ -221,7 +232,7 @@ class ExecTune:
                     f"{self.output_dir} holds a compile with a different configuration; "
                     "use another output_dir, or delete it to start over"
                 )
-        else:
+        elif _main_process():
             self._write_json("config.json", identity)
 
     def _start_report(self) -> None:
@@ -237,10 +248,11 @@ class ExecTune:
         start = time.perf_counter()
         yield
         self.report["wall_seconds"].setdefault(key, round(time.perf_counter() - start, 1))
-        self._write_json("report.json", self.report)
+        if _main_process():
+            self._write_json("report.json", self.report)
 
     def _evaluate(self, stage: str, program: dspy.Module, valset, metric: Metric) -> None:
-        if not valset:
+        if not valset or not _main_process():  # one rank evaluates; the others go on
             return
         with self._timed(f"dev:{stage}"):
             report: Report = evaluate(program, valset, metric, system=stage,
@@ -268,6 +280,16 @@ def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -
     few_shot = Guide(guide.strategy_type, guide.lm)
     few_shot.predict.demos = demos
     return few_shot
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _main_process() -> bool:
+    """Under `accelerate launch` or torchrun every process runs `compile`: all of them
+    train (TRL's DDP/FSDP/DeepSpeed path), rank 0 alone evaluates and writes the report."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _reward_rows_to_keep(rl_dir: Path) -> list[dict[str, Any]]:

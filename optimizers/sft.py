@@ -145,6 +145,9 @@ def trainer_args(config: Any, output_dir: Path) -> dict[str, Any]:
         "per_device_train_batch_size": config.per_device_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "bf16": torch.cuda.is_available(),
+        # on CPU say so: only then do processes started by torchrun / accelerate form a
+        # process group (gloo) instead of each training alone
+        "use_cpu": not torch.cuda.is_available(),
         "dataloader_pin_memory": torch.cuda.is_available(),
         "logging_steps": config.logging_steps,
         "save_strategy": "steps",
@@ -181,9 +184,12 @@ def last_checkpoint(output_dir: Path) -> str | None:
 def save_stage(trainer: Any, output_dir: Path) -> Path:
     """Write `train_log.json`, then `adapter/` (only the trained adapter, not a frozen
     reference copy) by an atomic rename: the adapter's presence marks the stage done."""
-    write_json(output_dir / "train_log.json", trainer.state.log_history)
-    partial, adapter = output_dir / "adapter.partial", output_dir / "adapter"
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
-    os.replace(partial, adapter)
+    adapter = output_dir / "adapter"
+    if trainer.accelerator.is_main_process:  # under `accelerate launch`, rank 0 writes
+        write_json(output_dir / "train_log.json", trainer.state.log_history)
+        partial = output_dir / "adapter.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
+        os.replace(partial, adapter)
+    trainer.accelerator.wait_for_everyone()  # the others read it once it is there
     return adapter

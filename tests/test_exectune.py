@@ -186,3 +186,31 @@ def test_compile_killed_mid_stage_resumes_without_repeating_calls(
 
 def _identity(body: dict) -> str:
     return json.dumps([body["messages"], body.get("temperature")])
+
+
+def test_training_stages_run_as_several_processes(api, tiny_model: str, tmp_path: Path) -> None:
+    """Stage 1 once, then SFT and RL as two DDP processes (CPU, gloo) started by torchrun,
+    the launcher `accelerate launch --multi_gpu` itself runs: TRL's multi-process path."""
+    import subprocess
+    import sys
+
+    out, cache = tmp_path / "run", tmp_path / "calls"
+    root = Path(__file__).resolve().parent.parent
+    driver = ["-m", "tests.compile_driver", api.base_url, tiny_model, str(out), str(cache), "2"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [*args], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    too_early = run(*launch, *driver, "sft,rl")
+    assert too_early.returncode != 0 and "run it once first" in too_early.stderr
+
+    single = run(sys.executable, *driver, "sample")
+    assert single.returncode == 0, single.stderr[-2000:]
+    launched = run(*launch, *driver, "sft,rl")
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("compiled") == 2  # both ranks finished
+    for stage in ("sft", "rl"):
+        assert (out / stage / "adapter" / "adapter_config.json").exists()
+    log = json.loads((out / "rl" / "train_log.json").read_text())
+    assert max(row.get("step", 0) for row in log) == 2
+    assert not list(out.rglob("*.partial"))  # every atomic write finished, none collided
