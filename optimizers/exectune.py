@@ -254,16 +254,16 @@ class ExecTune:
     def _evaluate(self, stage: str, program: dspy.Module, valset, metric: Metric) -> None:
         if not valset or not _main_process():  # one rank evaluates; the others go on
             return
-        with self._timed(f"dev:{stage}"):
+        with self._timed(f"dev:{stage}"):  # saves the report, this row included
             report: Report = evaluate(program, valset, metric, system=stage,
                                       num_threads=self.eval_threads)  # fmt: skip
-        self.report.setdefault("dev", {})[stage] = {
-            "accuracy": asdict(report.accuracy),
-            "executability": asdict(report.executability) if report.executability else None,
-            "cost_per_query": asdict(report.cost_per_query),
-            "n": report.n,
-        }
-        self.report["ledger"] = default_cache().ledger.as_dict()
+            self.report.setdefault("dev", {})[stage] = {
+                "accuracy": asdict(report.accuracy),
+                "executability": asdict(report.executability) if report.executability else None,
+                "cost_per_query": asdict(report.cost_per_query),
+                "n": report.n,
+            }
+            self.report["ledger"] = default_cache().ledger.as_dict()
 
     def _write_json(self, name: str, data: Any) -> None:
         write_json(self.output_dir / name, data)

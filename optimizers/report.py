@@ -27,7 +27,8 @@ def plot_compile_report(report: dict[str, Any], path: Path) -> Path:
     dev_ax.set_xticks(range(len(stages)), stages)
     dev_ax.set_ylim(0, 1)
     dev_ax.set_title("dev set after each stage (95% CI)", fontsize=9)
-    dev_ax.legend(fontsize=8)
+    if stages:
+        dev_ax.legend(fontsize=8)
     sft_log = report.get("stages", {}).get("sft", {}).get("log", [])
     losses = [(row["step"], row["loss"]) for row in sft_log if "loss" in row and "step" in row]
     if losses:
