@@ -170,12 +170,13 @@ def compile_command(
 
 def compile_table(report: dict) -> Table:
     wall = report.get("wall_seconds", {})
-    table = Table("after stage", "accuracy [95% CI]", "executability", "$/query", "n",
-                  "eval wall s", title="dev set")  # fmt: skip
+    table = Table("after stage", "accuracy [95% CI]", "executability", "valid", "$/query",
+                  "n", "eval wall s", title="dev set")  # fmt: skip
     for stage, row in report.get("dev", {}).items():
-        executable = row.get("executability")
+        executable, valid = row.get("executability"), row.get("valid_rate")
         table.add_row(
             stage, _interval(row["accuracy"]), _interval(executable) if executable else "-",
+            f"{valid['estimate']:.2f}" if valid else "-",
             f"{row['cost_per_query']['estimate']:.2e}", str(row["n"]),
             f"{wall.get(f'dev:{stage}', float('nan')):.0f}",
         )  # fmt: skip

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -262,6 +263,9 @@ class ExecTune:
                 "executability": asdict(report.executability) if report.executability else None,
                 "cost_per_query": asdict(report.cost_per_query),
                 "n": report.n,
+                "valid_rate": asdict(report.valid_rate) if report.valid_rate else None,
+                # why strategies failed (unparseable, leak, ...): the first thing to look at
+                "verdicts": dict(Counter(o.verdict for o in report.outcomes if o.verdict)),
             }
             self.report["ledger"] = default_cache().ledger.as_dict()
 

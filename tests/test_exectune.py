@@ -57,6 +57,7 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["sample"]["acceptance_rate"] == 1.0
     assert set(report["dev"]) == {"core", "untrained", "sample", "sft", "rl"}
+    assert sum(report["dev"]["sft"]["verdicts"].values()) == len(valset)
     stage_walls = {key: report["wall_seconds"][key] for key in ("sample", "sft", "rl")}
     assert all(seconds > 0 for seconds in stage_walls.values())
     assert {"valid", "leak", "success", "harm", "cost", "reward"} <= set(
