@@ -138,6 +138,14 @@ def compile_command(
     from gcop.programs import get_task
 
     task_obj = get_task(task)
+    optimizer = ExecTune(
+        teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
+        sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
+        rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,
+                         max_completion_length=task_obj.guide_max_tokens, seed=seed),
+        output_dir=output_dir, seed=seed, eval_threads=threads,
+    )  # fmt: skip
     resumes_sampling = (output_dir / "sample" / "summary.json").exists()
     check_models(guide, core, None if resumes_sampling else teacher)  # a finished stage 1
     # is read back, so a later `--stages sft,rl` run does not need the teacher's weights
@@ -147,14 +155,6 @@ def compile_command(
         Guide(task_obj.strategy_type, guide, max_tokens=task_obj.guide_max_tokens),
         Core(core, max_tokens=task_obj.core_max_tokens),
     )
-    optimizer = ExecTune(
-        teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-        sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
-        sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
-        rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,
-                         max_completion_length=task_obj.guide_max_tokens, seed=seed),
-        output_dir=output_dir, seed=seed, eval_threads=threads,
-    )  # fmt: skip
     if budget_dollars is not None:
         default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
     with console.status("compiling (stage progress is printed below)"):

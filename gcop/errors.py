@@ -5,6 +5,10 @@ class GcopError(Exception):
     """Base of every error gcop raises on purpose."""
 
 
+class ConfigError(GcopError, ValueError):
+    """A configuration value out of its range (a stage config, a CLI option)."""
+
+
 class ModelStringError(GcopError, ValueError):
     """A model string is not `provider/model`, or names no model gcop can find."""
 

@@ -28,7 +28,7 @@ import dspy
 from gcop.atomic import write_json, write_text
 from gcop.calls import default_cache
 from gcop.checks import check_credentials, check_examples, check_strategy_type
-from gcop.errors import GcopError
+from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
 from gcop.local import adapter_spec
 from gcop.local.provider import split_spec
@@ -84,7 +84,7 @@ class ExecTune:
         eval_threads: int = 16,
     ) -> None:
         if unknown := set(stages) - set(STAGES):
-            raise ValueError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
+            raise ConfigError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
         self.teacher = teacher
         self.metric = metric
         self.output_dir = Path(output_dir)

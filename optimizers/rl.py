@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.atomic import write_json
+from gcop.errors import ConfigError
 from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
 RewardFunction = Callable[..., list[float | None]]
@@ -63,7 +64,7 @@ class RLStageConfig:
 
     def __post_init__(self) -> None:
         if self.per_device_batch_size % self.num_generations:
-            raise ValueError(
+            raise ConfigError(
                 f"per_device_batch_size={self.per_device_batch_size} is not a multiple of "
                 f"num_generations={self.num_generations}: each prompt's group of strategies "
                 "must fit in one batch; use a multiple"

@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 
 from gcop.atomic import write_text
-from gcop.errors import GcopError
+from gcop.errors import ConfigError, GcopError
 from gcop.program import GCoP, Guide
 from gcop.strategy import Strategy, Verdict
 from gcop.task import Metric
@@ -48,9 +48,9 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.keep not in ("cheapest", "all"):
-            raise ValueError(f"keep={self.keep!r}: use 'cheapest' or 'all'")
+            raise ConfigError(f"keep={self.keep!r}: use 'cheapest' or 'all'")
         if self.candidates < 1:
-            raise ValueError(f"candidates={self.candidates}: need at least 1")
+            raise ConfigError(f"candidates={self.candidates}: need at least 1")
 
 
 @dataclass

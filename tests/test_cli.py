@@ -99,3 +99,17 @@ def test_compile_refuses_a_remote_guide_before_spending(tmp_path: Path, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-used")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "cannot be fine-tuned" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--rl-batch-size", "6"], "not a multiple of num_generations=4"),
+        (["--stages", "sample,finetune"], "unknown stages ['finetune']"),
+    ],
+)
+def test_compile_config_errors_are_one_line_before_any_model(option, message, tmp_path) -> None:
+    result = runner.invoke(app, ["compile", "gsm8k", "--output-dir", str(tmp_path), *option])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())
