@@ -158,6 +158,7 @@ def test_compile_killed_mid_stage_resumes_without_repeating_calls(
     while not ready(out, api) and time.monotonic() < deadline:
         assert victim.poll() is None, "the compile ended before it could be killed"
         time.sleep(0.05)
+    _quiesce(api, cache)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert not (out / stage / ("summary.json" if stage == "sample" else "adapter")).exists()
@@ -183,6 +184,26 @@ def test_compile_killed_mid_stage_resumes_without_repeating_calls(
         if answered_before[key] + n > (2 if json.loads(key)[1] else 1)
     }
     assert repeated == {}  # no answered call was made again
+
+
+def _quiesce(api, cache_dir: Path) -> None:
+    """Hold new answers and let the answers already sent reach the cache before the kill.
+
+    The cache write is the commit point: an answer the server sent but the victim had not
+    yet stored is lost with it, and rightly asked again; without this pause a SIGKILL that
+    lands in that window of a few milliseconds made the test flaky.
+    """
+    import time
+
+    import diskcache
+
+    if api.model.delay or api.model.in_flight:  # (training stages run without the API)
+        held, api.model.delay = api.model.delay, 5.0
+        time.sleep(held + 0.05)  # requests already past the old delay answer meanwhile
+    with diskcache.Cache(str(cache_dir)) as stored:
+        deadline = time.monotonic() + 10
+        while len(stored) < len(api.model.answered) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _identity(body: dict) -> str:
