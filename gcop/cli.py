@@ -6,7 +6,6 @@ This is the one place that ties the kernel to the task programs (`gcop.programs`
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -130,7 +129,7 @@ def compile_command(
     """Compile a guide for a core with ExecTune: acceptance sampling, LoRA SFT, executability RL."""
     from gcop.bench import select_examples
     from gcop.calls import SpendLimit, default_cache
-    from gcop.optimizers.exectune import ExecTune
+    from gcop.optimizers.exectune import ExecTune, is_main_process
     from gcop.optimizers.rl import RLStageConfig
     from gcop.optimizers.sampling import SamplingConfig
     from gcop.optimizers.sft import SFTStageConfig
@@ -146,9 +145,8 @@ def compile_command(
                          max_completion_length=task_obj.guide_max_tokens, seed=seed),
         output_dir=output_dir, seed=seed, eval_threads=threads,
     )  # fmt: skip
-    resumes_sampling = (output_dir / "sample" / "summary.json").exists()
-    check_models(guide, core, None if resumes_sampling else teacher)  # a finished stage 1
-    # is read back, so a later `--stages sft,rl` run does not need the teacher's weights
+    # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
+    check_models(guide, core, None if optimizer.finished("sample") else teacher)
     trainset = select_examples(task_obj, "train", limit, seed)
     valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
     program = GCoP(
@@ -159,7 +157,7 @@ def compile_command(
         default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
     with console.status("compiling (stage progress is printed below)"):
         compiled = optimizer.compile(program, trainset, valset)
-    if os.environ.get("RANK", "0") != "0":  # under accelerate launch / torchrun: rank 0 saves
+    if not is_main_process():  # under accelerate launch / torchrun, rank 0 saves and reports
         return
     compiled.save(output_dir / "program")
     console.print(compile_table(optimizer.report))

@@ -98,6 +98,12 @@ class ExecTune:
         )  # fmt: skip
         self.report: dict[str, Any] = {"stages": {}}
 
+    def finished(self, stage: str) -> bool:
+        """Whether `output_dir` holds `stage` complete (a rerun reads it back, not redoes it):
+        each stage's last, atomic write marks it done."""
+        marker = "summary.json" if stage == "sample" else "adapter"
+        return (self.output_dir / stage / marker).exists()
+
     # -- the algorithm --------------------------------------------------------------------
     def compile(
         self,
@@ -123,15 +129,14 @@ class ExecTune:
                 compiled = program.with_guide(guide)
                 self._evaluate("sft", compiled, valset, metric)
         if "rl" in self.config.stages:
-            sft_adapter = self.output_dir / "sft" / "adapter"
-            if compiled is program and sft_adapter.is_dir():  # SFT finished in an earlier run
-                base = _local_base(program.guide)
+            if compiled is program and self.finished("sft"):  # SFT done in an earlier run
+                base, sft_adapter = _local_base(program.guide), self.output_dir / "sft" / "adapter"
                 compiled = program.with_guide(_guide_with_adapter(program.guide, base, sft_adapter))
             with self._timed("rl"):
                 guide = self.reinforce(compiled, trainset, metric)
             compiled = compiled.with_guide(guide)
             self._evaluate("rl", compiled, valset, metric)
-        if _main_process():
+        if is_main_process():
             self._write_json("report.json", self.report)
             plot_compile_report(self.report, self.output_dir / "report.png")
         return compiled
@@ -139,13 +144,13 @@ class ExecTune:
     def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
         """Stage 1: teacher strategies that are valid, leak-free and make the core succeed."""
         directory = self.output_dir / "sample"
-        if not (directory / "summary.json").exists() and _world_size() > 1:
+        if not self.finished("sample") and _world_size() > 1:
             raise GcopError(
                 "stage 1 calls the teacher and core, and would run once per process here; "
                 "run it once first (`gcop compile ... --stages sample`), then launch the "
                 "training stages (`accelerate launch -m gcop compile ... --stages sft,rl`)"
             )
-        if (directory / "summary.json").exists():  # finished before: read it back
+        if self.finished("sample"):  # read it back
             self.report["stages"]["sample"] = json.loads((directory / "summary.json").read_text())
             lines = (directory / "accepted.jsonl").read_text().splitlines()
             return [Attempt(**json.loads(line)) for line in lines]
@@ -184,7 +189,7 @@ class ExecTune:
         directory = self.output_dir / "rl"
         reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward,
                                      log_path=directory / "reward_log.jsonl")  # fmt: skip
-        if _main_process():
+        if is_main_process():
             reward.history = _reward_rows_to_keep(directory)
         else:  # each rank scores its own completions; rank 0's rows are the log
             reward.log_path = None
@@ -194,7 +199,7 @@ class ExecTune:
         ]
         trained = reinforce(base, Path(adapter) if adapter else None, prompts, [reward],
                             self.config.rl, directory)  # fmt: skip
-        if reward.history and _main_process():
+        if reward.history and is_main_process():
             self._write_json("rl/reward_log.json", reward.history)
         self.report["stages"]["rl"] = {"reward": reward.history, "log": _log(directory)}
         return _guide_with_adapter(guide, base, trained)
@@ -233,7 +238,7 @@ class ExecTune:
                     f"{self.output_dir} holds a compile with a different configuration; "
                     "use another output_dir, or delete it to start over"
                 )
-        elif _main_process():
+        elif is_main_process():
             self._write_json("config.json", identity)
 
     def _start_report(self) -> None:
@@ -249,11 +254,11 @@ class ExecTune:
         start = time.perf_counter()
         yield
         self.report["wall_seconds"].setdefault(key, round(time.perf_counter() - start, 1))
-        if _main_process():
+        if is_main_process():
             self._write_json("report.json", self.report)
 
     def _evaluate(self, stage: str, program: dspy.Module, valset, metric: Metric) -> None:
-        if not valset or not _main_process():  # one rank evaluates; the others go on
+        if not valset or not is_main_process():  # one rank evaluates; the others go on
             return
         with self._timed(f"dev:{stage}"):  # saves the report, this row included
             report: Report = evaluate(program, valset, metric, system=stage,
@@ -290,7 +295,7 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _main_process() -> bool:
+def is_main_process() -> bool:
     """Under `accelerate launch` or torchrun every process runs `compile`: all of them
     train (TRL's DDP/FSDP/DeepSpeed path), rank 0 alone evaluates and writes the report."""
     return os.environ.get("RANK", "0") == "0"
