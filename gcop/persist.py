@@ -56,6 +56,7 @@ def save_program(program: GCoP, directory: Path) -> Path:
         "guide": guide,
         "core": _lm_settings(program.core.lm),
         "on_invalid": program.on_invalid,
+        "prompt_formats": {"guide": program.guide.adapter_name, "core": program.core.adapter_name},
     }
     write_json(directory / "program.json", state)
     return directory
@@ -75,8 +76,9 @@ def load_program(directory: Path) -> GCoP:
     guide = dict(state["guide"])
     if adapter := guide.pop("adapter", None):
         guide["model"] = adapter_spec(guide["model"].removeprefix("local/"), directory / adapter)
+    formats = state.get("prompt_formats", {"guide": "chat", "core": "chat"})  # older saves
     return GCoP(
-        Guide(strategy_type, GcopLM(**guide)),
-        Core(GcopLM(**state["core"])),
+        Guide(strategy_type, GcopLM(**guide), adapter=formats["guide"]),
+        Core(GcopLM(**state["core"]), adapter=formats["core"]),
         on_invalid=state["on_invalid"],
     )

@@ -1,7 +1,8 @@
 """The guide-core program: `Guide`, `Core`, `GCoP` and the `CoreOnly` baseline.
 
-All four are `dspy.Module`s whose prompts go through a DSPy adapter, so the text a guide
-sees at inference is exactly the text :meth:`Guide.format_prompt` returns for training.
+All four are `dspy.Module`s whose prompts go through a DSPy adapter (`adapter="plain"` by
+default, see :mod:`gcop.adapters`), so the text a guide sees at inference is exactly the
+text :meth:`Guide.format_prompt` returns for training.
 Every prediction carries the calls it made (tokens, cost, cache hits) per role.
 """
 
@@ -14,10 +15,11 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
+from gcop.adapters import DEFAULT_ADAPTER, get_adapter
 from gcop.calls import CallRecord, track_calls
 from gcop.checks import check_strategy_type
 from gcop.lm import GcopLM
-from gcop.strategy import Strategy, Validity, Verdict
+from gcop.strategy import Strategy, StrategyParseError, Validity, Verdict
 
 STRATEGY_FIELD = "strategy"
 COMPLETED_MARKER = "[[ ## completed ## ]]"
@@ -29,11 +31,6 @@ def as_lm(lm: str | dspy.BaseLM, *, temperature: float, max_tokens: int) -> dspy
     if isinstance(lm, dspy.BaseLM):
         return lm
     return GcopLM(lm, temperature=temperature, max_tokens=max_tokens, stop=[COMPLETED_MARKER])
-
-
-def _adapter() -> dspy.ChatAdapter:
-    # No JSON-adapter fallback: a malformed output is a scored outcome, not a second call.
-    return dspy.ChatAdapter(use_json_adapter_fallback=False)
 
 
 def guide_signature(strategy_type: type[Strategy]) -> type[dspy.Signature]:
@@ -71,6 +68,7 @@ class Guide(dspy.Module):
     Args:
         strategy_type: the `Strategy` subclass to write (it names the task signature).
         lm: a LiteLLM model string (e.g. `local/smollm2-135m-instruct`) or a dspy LM.
+        adapter: the prompt format, one of `gcop.adapters.ADAPTERS` (default "plain").
     """
 
     def __init__(
@@ -80,35 +78,56 @@ class Guide(dspy.Module):
         *,
         temperature: float = 0.0,
         max_tokens: int = 256,
+        adapter: str = DEFAULT_ADAPTER,
     ) -> None:
         super().__init__()
         check_strategy_type(strategy_type)
         self.strategy_type = strategy_type
+        self.adapter_name = adapter
+        self.adapter = get_adapter(adapter)
         self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
         self.predict = dspy.Predict(guide_signature(strategy_type))
         self.predict.lm = self.lm
 
     def format_prompt(self, **inputs: Any) -> list[dict[str, str]]:
         """The exact chat messages the guide's LM receives for `inputs`."""
-        return _adapter().format(self.predict.signature, self.predict.demos, inputs)
+        return self.adapter.format(self.predict.signature, self.predict.demos, inputs)
 
     def format_training_example(self, strategy: Strategy, **inputs: Any) -> dict[str, list]:
         """`{"messages": [...]}`: the guide's prompt for `inputs` and `strategy` as its reply,
         formatted by the same adapter as at inference (the SFT target)."""
-        return _adapter().format_finetune_data(
-            self.predict.signature, self.predict.demos, inputs, {STRATEGY_FIELD: strategy}
+        messages = self.format_prompt(**inputs)
+        reply = self.adapter.format_assistant_message_content(
+            self.predict.signature, {STRATEGY_FIELD: strategy}
         )
+        return {"messages": [*messages, {"role": "assistant", "content": reply}]}
+
+    def read(self, text: str) -> Strategy:
+        """The strategy in a completion of this guide's prompt, read as inference reads it
+        (exact, else repaired); raises `StrategyParseError` with the reason."""
+        try:
+            return self.adapter.parse(self.predict.signature, text)[STRATEGY_FIELD]
+        except AdapterParseError as error:
+            if self.adapter_name == "plain":
+                raise StrategyParseError(_parse_reason(error)) from None
+            return self.strategy_type.from_text(text)  # a near miss of the JSON field
 
     def forward(self, *, config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
-        with track_calls() as calls, dspy.context(adapter=_adapter()):
+        with track_calls() as calls, dspy.context(adapter=self.adapter):
             try:
                 out = self.predict(**inputs, config=config or {})
-                strategy = out[STRATEGY_FIELD]
-                validity = strategy.check()
-                raw = None
+                strategy, raw = out[STRATEGY_FIELD], None
             except AdapterParseError as error:
                 strategy, raw = None, error.lm_response
-                validity = Validity(Verdict.UNPARSEABLE, _parse_reason(error))
+                try:  # another adapter's field markers missing: read the text leniently
+                    if self.adapter_name != "plain" and raw:
+                        strategy = self.strategy_type.from_text(raw)
+                except StrategyParseError:
+                    pass
+                reason = _parse_reason(error)
+        validity = (
+            strategy.check() if strategy is not None else Validity(Verdict.UNPARSEABLE, reason)
+        )
         return dspy.Prediction(
             strategy=strategy, validity=validity, raw=raw, usage=usage_summary(calls)
         )
@@ -117,6 +136,8 @@ class Guide(dspy.Module):
 def _parse_reason(error: AdapterParseError) -> str:
     """Why the guide's text is not a strategy, in one line (never the whole response)."""
     cause = error.__cause__
+    if isinstance(cause, StrategyParseError):
+        return str(cause)[:300]
     if isinstance(cause, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in cause.errors())
     first = str(error).splitlines()[0]
@@ -133,6 +154,8 @@ class Core(dspy.Module):
     Args:
         lm: a LiteLLM model string or a dspy LM; the black box being guided.
         task: the task signature; `GCoP` binds it from the guide's strategy type.
+        adapter: the prompt format, one of `gcop.adapters.ADAPTERS` (default "plain"); the
+            same for the core alone and the guided core, so comparisons stay fair.
     """
 
     def __init__(
@@ -142,9 +165,12 @@ class Core(dspy.Module):
         task: type[dspy.Signature] | None = None,
         temperature: float = 0.0,
         max_tokens: int = 512,
+        adapter: str = DEFAULT_ADAPTER,
     ) -> None:
         super().__init__()
         self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
+        self.adapter_name = adapter
+        self.adapter = get_adapter(adapter)
         self.task = task
         self.alone = self.guided = None
         if task is not None:
@@ -160,7 +186,7 @@ class Core(dspy.Module):
     def forward(self, *, strategy: str | None = None, **inputs: Any) -> dspy.Prediction:
         if self.task is None:
             raise TypeError("Core has no task signature: pass task=... or use it inside GCoP")
-        with track_calls() as calls, dspy.context(adapter=_adapter()):
+        with track_calls() as calls, dspy.context(adapter=self.adapter):
             try:
                 if strategy is None:
                     out = self.alone(**inputs)

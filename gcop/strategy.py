@@ -5,6 +5,11 @@ format the guide must produce, its docstring is the instruction. A strategy is *
 the guide's output parses into the type, meets the type's constraints and length budget,
 and does not leak the task's answer. Validity is always a value (:class:`Validity`) with a
 reason, never an exception, because an invalid strategy is a normal, scored outcome.
+
+The text form a guide writes is `render()`: for a type with one list field, plain numbered
+lines; otherwise `Header: value` lines. `from_text` reads that form back exactly, and
+repairs near misses (JSON, fenced or inside prose, steps written as objects, bullets): a
+repaired strategy is usable but counted as its own verdict, `REPAIRED`.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 import dspy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+
+from gcop.repair import field_header, list_fields, parse_layout, repair
 
 
 class Verdict(StrEnum):
-    """Why a strategy is or is not valid; `VALID` is the only passing verdict."""
+    """Why a strategy is or is not valid. `VALID` and `REPAIRED` (a near miss read
+    leniently, see :func:`gcop.repair.repair`) pass; the others do not."""
 
     VALID = "valid"
+    REPAIRED = "repaired"
     UNPARSEABLE = "unparseable"
     CONSTRAINT = "constraint"
     OVER_BUDGET = "over_budget"
@@ -36,7 +45,7 @@ class Validity:
 
     @property
     def ok(self) -> bool:
-        return self.verdict is Verdict.VALID
+        return self.verdict in (Verdict.VALID, Verdict.REPAIRED)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -44,6 +53,10 @@ class Validity:
     @classmethod
     def valid(cls) -> Validity:
         return cls(Verdict.VALID)
+
+
+class StrategyParseError(ValueError):
+    """A guide's text that no repair turns into the strategy type; the message says why."""
 
 
 class Strategy(BaseModel):
@@ -57,25 +70,64 @@ class Strategy(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    _repair: str | None = PrivateAttr(default=None)
+    """How the text was repaired into this strategy (None: it was written exactly)."""
 
     task: ClassVar[type[dspy.Signature]]
     max_chars: ClassVar[int] = 1200
     """Length budget of the rendered strategy: a plan longer than this is not a plan."""
 
     def render(self) -> str:
-        """The text the core reads. Override for a task-specific layout."""
+        """The text the guide writes and the core reads: numbered lines for a type with
+        one list field, else a `Header: value` line per scalar field and a `Header:` line
+        followed by numbered lines per list field. Override for a task-specific layout
+        (and keep :meth:`from_text` able to read it)."""
+        data = self.model_dump()
+        if len(data) == 1 and list_fields(type(self)):
+            return "\n".join(f"{i}. {item}" for i, item in enumerate(next(iter(data.values())), 1))
         lines = []
-        for name, value in self.model_dump().items():
+        for name, value in data.items():
             if isinstance(value, list):
-                lines.append(f"{name}:")
-                lines.extend(f"{i}. {item}" for i, item in enumerate(value, 1))
+                if value:
+                    lines.append(f"{field_header(name)}:")
+                    lines.extend(f"{i}. {item}" for i, item in enumerate(value, 1))
             else:
-                lines.append(f"{name}: {value}")
+                lines.append(f"{field_header(name)}: {value}")
         return "\n".join(lines)
+
+    @property
+    def repaired(self) -> str | None:
+        """How this strategy was repaired from the guide's text; None if written exactly."""
+        return self._repair
+
+    @classmethod
+    def from_text(cls, text: str) -> Strategy:
+        """Read a guide's reply: the `render()` layout exactly, else a repaired near miss
+        (marked, see :attr:`repaired`). Raises `StrategyParseError` with the reason."""
+        text = (text or "").strip()
+        layout = parse_layout(cls, text)
+        if layout is not None:
+            try:
+                return cls.model_validate(layout)
+            except ValidationError:
+                pass
+        result = repair(cls, text)
+        if isinstance(result, str):
+            raise StrategyParseError(result)
+        strategy, how = result
+        strategy._repair = how
+        return strategy
 
     def violations(self) -> list[str]:
         """Constraint violations beyond the field types; empty means none."""
         return []
+
+    @classmethod
+    def from_reference(cls, example: dspy.Example) -> Strategy | None:
+        """A plan derived from the example's reference solution, or None when the task has
+        no such derivation. ExecTune's "reference" teacher uses it: a free source of
+        strategies that still go through the acceptance filter (validity, leak, core)."""
+        return None
 
     def leaks(self, example: dspy.Example) -> str | None:
         """Return a reason if this strategy gives away `example`'s answer, else None."""
@@ -89,6 +141,8 @@ class Strategy(BaseModel):
             return Validity(Verdict.OVER_BUDGET, f"{size} chars > budget {self.max_chars}")
         if example is not None and (reason := self.leaks(example)):
             return Validity(Verdict.LEAK, reason)
+        if self._repair:
+            return Validity(Verdict.REPAIRED, f"read leniently: {self._repair}")
         return Validity.valid()
 
     @classmethod

@@ -37,6 +37,7 @@ from gcop.optimizers.report import plot_compile_report
 from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
 from gcop.optimizers.rl import RLStageConfig, reinforce
 from gcop.optimizers.sampling import (
+    REFERENCE_SOURCE,
     Attempt,
     SamplingConfig,
     sample_strategies,
@@ -53,10 +54,14 @@ class OutputDirConflictError(GcopError):
     """`output_dir` holds a compile made with a different configuration."""
 
 
+UTILITY_LAMBDAS = (0.0, 1e3, 1e4)
+"""lambda values (per dollar per query) at which the report gives U = accuracy - lambda*cost."""
+
+
 @dataclass
 class ExecTuneConfig:
-    teacher: str
-    cost_weight: float = 1000.0
+    teacher: str | list[str]
+    cost_weight: float = 0.1
     seed: int = 0
     stages: tuple[str, ...] = STAGES
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -70,10 +75,10 @@ class ExecTune:
 
     def __init__(
         self,
-        teacher: str | dspy.BaseLM,
+        teacher: str | dspy.BaseLM | list[str | dspy.BaseLM],
         metric: Metric | None = None,
         *,
-        cost_weight: float = 1000.0,
+        cost_weight: float = 0.1,
         sampling: SamplingConfig | None = None,
         sft: SFTStageConfig | None = None,
         rl: RLStageConfig | None = None,
@@ -82,21 +87,30 @@ class ExecTune:
         output_dir: str | Path = "exectune-run",
         seed: int = 0,
         eval_threads: int = 16,
+        exec_samples: int = 4,
     ) -> None:
+        """`teacher`: a LiteLLM model string, `"reference"` (plans derived from reference
+        solutions), or a list of them (each is a stage-1 source, reported apart).
+        `cost_weight`: the RL reward's weight on deployment cost relative to the core
+        alone. `exec_samples`: sampled strategies per dev problem for the guide-averaged
+        executability of each stage (0: greedy only)."""
         if unknown := set(stages) - set(STAGES):
             raise ConfigError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
         self.teacher = teacher
         self.metric = metric
         self.output_dir = Path(output_dir)
         self.eval_threads = eval_threads  # how, not what: not part of the compile's identity
+        self.exec_samples = exec_samples
         reward = reward or RewardWeights(cost_weight=cost_weight)
         self.config = ExecTuneConfig(
-            teacher=teacher if isinstance(teacher, str) else teacher.model,
+            teacher=_source_names(teacher),
             cost_weight=cost_weight, seed=seed, stages=tuple(stages),
             sampling=sampling or SamplingConfig(), sft=sft or SFTStageConfig(seed=seed),
             rl=rl or RLStageConfig(seed=seed), reward=reward,
         )  # fmt: skip
         self.report: dict[str, Any] = {"stages": {}}
+        self.stage_programs: dict[str, GCoP] = {}
+        """After `compile`: the program after each stage that ran (the best is returned)."""
 
     def finished(self, stage: str) -> bool:
         """Whether `output_dir` holds `stage` complete (a rerun reads it back, not redoes it):
@@ -118,28 +132,57 @@ class ExecTune:
         self._evaluate("core", CoreOnly(program.core), valset, metric)
         self._evaluate("untrained", program, valset, metric)
         compiled = program
+        few_shot_program = sft_program = None
         if "sample" in self.config.stages or "sft" in self.config.stages:
             with self._timed("sample"):
                 accepted = self.sample(program, trainset, metric)
-            few_shot = program.with_guide(_few_shot(program.guide, trainset, accepted))
-            self._evaluate("sample", few_shot, valset, metric)
+            if accepted:
+                few_shot = _few_shot(program.guide, trainset, accepted)
+                few_shot_program = program.with_guide(few_shot)
+                self._evaluate("sample", few_shot_program, valset, metric)
             if "sft" in self.config.stages:
                 with self._timed("sft"):
                     guide = self.finetune(program.guide, trainset, accepted)
-                compiled = program.with_guide(guide)
+                compiled = sft_program = program.with_guide(guide)
                 self._evaluate("sft", compiled, valset, metric)
+        rl_program = None
         if "rl" in self.config.stages:
             if compiled is program and self.finished("sft"):  # SFT done in an earlier run
                 base, sft_adapter = _local_base(program.guide), self.output_dir / "sft" / "adapter"
                 compiled = program.with_guide(_guide_with_adapter(program.guide, base, sft_adapter))
             with self._timed("rl"):
                 guide = self.reinforce(compiled, trainset, metric)
-            compiled = compiled.with_guide(guide)
+            compiled = rl_program = compiled.with_guide(guide)
             self._evaluate("rl", compiled, valset, metric)
+        compiled = self._best_on_valset({"untrained": program, "sample": few_shot_program,
+                                         "sft": sft_program, "rl": rl_program})  # fmt: skip
         if is_main_process():
             self._write_json("report.json", self.report)
             plot_compile_report(self.report, self.output_dir / "report.png")
         return compiled
+
+    def _best_on_valset(self, programs: dict[str, GCoP | None]) -> GCoP:
+        self.stage_programs = {stage: p for stage, p in programs.items() if p is not None}
+        return self._pick_best(programs)
+
+    def _pick_best(self, programs: dict[str, GCoP | None]) -> GCoP:
+        """The stage that scored best on the valset (accuracy, then lower cost; a later
+        stage wins a full tie), recorded as `best_stage`; the last stage without a valset."""
+        last = next(p for p in reversed(programs.values()) if p is not None)
+        dev = self.report.get("dev", {})
+        scored = [(stage, p) for stage, p in programs.items() if p is not None and stage in dev]
+        if not scored:
+            return last
+        order = list(programs)
+
+        def key(item: tuple[str, GCoP]) -> tuple[float, float, int]:
+            row = dev[item[0]]
+            return (row["accuracy"]["estimate"], -row["cost_per_query"]["estimate"],
+                    order.index(item[0]))  # fmt: skip
+
+        stage, best = max(scored, key=key)
+        self.report["best_stage"] = stage
+        return best
 
     def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
         """Stage 1: teacher strategies that are valid, leak-free and make the core succeed."""
@@ -188,7 +231,8 @@ class ExecTune:
         base, adapter = split_spec(guide.lm.model.removeprefix("local/"))
         directory = self.output_dir / "rl"
         reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward,
-                                     log_path=directory / "reward_log.jsonl")  # fmt: skip
+                                     log_path=directory / "reward_log.jsonl",
+                                     guide_price=_price_per_token(guide.lm.model))  # fmt: skip
         if is_main_process():
             reward.history = _reward_rows_to_keep(directory)
         else:  # each rank scores its own completions; rank 0's rows are the log
@@ -212,8 +256,10 @@ class ExecTune:
             raise GcopError("ExecTune needs metric=...: e.g. ExecTune(teacher, metric=task.metric)")
         check_strategy_type(program.guide.strategy_type)
         check_examples(trainset, program.guide.strategy_type.task_inputs())
-        teacher = self.teacher if isinstance(self.teacher, dspy.BaseLM) else GcopLM(self.teacher)
-        for lm in (teacher, program.core.lm):
+        sources = self.teacher if isinstance(self.teacher, list | tuple) else [self.teacher]
+        teachers = [s if isinstance(s, dspy.BaseLM) else GcopLM(s)
+                    for s in sources if s != REFERENCE_SOURCE]  # fmt: skip
+        for lm in (*teachers, program.core.lm):
             check_credentials(lm)
         if {"sft", "rl"} & set(self.config.stages):
             _local_base(program.guide)
@@ -263,7 +309,18 @@ class ExecTune:
         with self._timed(f"dev:{stage}"):  # saves the report, this row included
             report: Report = evaluate(program, valset, metric, system=stage,
                                       num_threads=self.eval_threads)  # fmt: skip
+            sampled = None
+            if self.exec_samples > 0 and isinstance(program, GCoP):
+                sampled = evaluate(program, valset, metric, system=stage,
+                                   samples=self.exec_samples,
+                                   num_threads=self.eval_threads)  # fmt: skip
             self.report.setdefault("dev", {})[stage] = {
+                "guide_averaged_executability": (
+                    {**asdict(sampled.executability), "samples": self.exec_samples}
+                    if sampled and sampled.executability
+                    else None
+                ),
+                "utility": {str(lam): report.utility(lam) for lam in UTILITY_LAMBDAS},
                 "accuracy": asdict(report.accuracy),
                 "executability": asdict(report.executability) if report.executability else None,
                 "cost_per_query": asdict(report.cost_per_query),
@@ -286,9 +343,31 @@ def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -
                      strategy=guide.strategy_type.parse(a.strategy))
         for a in accepted[:shots]
     ]  # fmt: skip
-    few_shot = Guide(guide.strategy_type, guide.lm)
+    few_shot = Guide(guide.strategy_type, guide.lm, adapter=guide.adapter_name)
     few_shot.predict.demos = demos
     return few_shot
+
+
+def _source_names(teacher) -> str | list[str]:
+    """The teacher (or list of strategy sources) as JSON-able names, for the identity."""
+    if isinstance(teacher, list | tuple):
+        return [_source_names(t) for t in teacher]
+    return teacher if isinstance(teacher, str) else teacher.model
+
+
+def _price_per_token(model: str) -> tuple[float, float]:
+    """(input, output) dollars per token of `model` as LiteLLM prices it; a local model is
+    priced when loaded, so one tiny call registers it first."""
+    import litellm
+
+    if model not in litellm.model_cost:
+        try:
+            litellm.completion(model=model, messages=[{"role": "user", "content": "hi"}],
+                               max_tokens=1)  # fmt: skip
+        except Exception:  # unpriced: the reward then charges the core's cost alone
+            return 0.0, 0.0
+    entry = litellm.model_cost.get(model, {})
+    return entry.get("input_cost_per_token", 0.0), entry.get("output_cost_per_token", 0.0)
 
 
 def _world_size() -> int:
@@ -337,7 +416,8 @@ def _guide_with_adapter(guide: Guide, base: str, adapter: Path) -> Guide:
     lm = guide.lm
     return Guide(guide.strategy_type, adapter_spec(base, adapter),
                  temperature=lm.kwargs.get("temperature", 0.0),
-                 max_tokens=lm.kwargs.get("max_tokens", 256))  # fmt: skip
+                 max_tokens=lm.kwargs.get("max_tokens", 256),
+                 adapter=guide.adapter_name)  # fmt: skip
 
 
 def _log(directory: Path) -> list[dict]:

@@ -1,14 +1,18 @@
 """Stage 1 of ExecTune: teacher-guided acceptance sampling.
 
-A teacher (any LiteLLM model) writes K candidate strategies per training example, in the
-guide's strategy type. A candidate is *accepted* only if it is valid (parses, meets its
-constraints and budget, does not leak the answer) and the core, following it, succeeds by
-the task metric. The acceptance rate is the teacher's executability on this core. Every
-call goes through the call cache, so a rerun repeats no core call.
+One or more strategy *sources* write candidate strategies per training example, in the
+guide's strategy type: an LLM teacher (any LiteLLM model string, K samples per example), or
+`"reference"`, which derives one plan per example from its reference solution
+(`Strategy.from_reference`: free, and as close to an oracle plan as the data allows). A
+candidate is *accepted* only if it is valid (parses, exactly or repaired; meets its
+constraints and budget; does not leak the answer) and the core, following it, succeeds by
+the task metric. The acceptance rate per source is that source's executability on this
+core. Every call goes through the call cache, so a rerun repeats no core call.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +29,8 @@ from gcop.strategy import Strategy, Verdict
 from gcop.task import Metric
 
 REFERENCE_FIELD = "reference_solution"
+REFERENCE_SOURCE = "reference"
+"""The strategy source that derives plans from reference solutions instead of an LLM."""
 
 
 @dataclass
@@ -40,8 +46,8 @@ class SamplingConfig:
         metadata={"help": "show the teacher the reference solution (leaks are still rejected)"},
     )
     keep: str = field(
-        default="cheapest",
-        metadata={"help": "'cheapest' accepted strategy per example (by core cost) or 'all'"},
+        default="all",
+        metadata={"help": "'all' accepted strategies or the 'cheapest' per example (core cost)"},
     )
     max_tokens: int = field(default=320, metadata={"help": "teacher completion budget"})
     num_threads: int = field(default=16, metadata={"help": "concurrent candidates"})
@@ -60,6 +66,7 @@ class Attempt:
     example_id: str
     sample: int
     verdict: str
+    source: str = ""
     reason: str = ""
     accepted: bool = False
     strategy: dict[str, Any] | None = None
@@ -94,6 +101,17 @@ class SamplingResult:
             "failed_calls": sum(a.failed is not None for a in self.attempts),
             "teacher_cost": sum(a.teacher_cost for a in self.attempts),
             "core_cost": sum(a.core_cost for a in self.attempts),
+            "by_source": {
+                source: {
+                    "attempts": len(mine),
+                    "accepted": sum(a.accepted for a in mine),
+                    "acceptance_rate": sum(a.accepted for a in mine) / max(len(mine), 1),
+                    "repaired": sum(a.verdict == Verdict.REPAIRED for a in mine),
+                    "unparseable": sum(a.verdict == Verdict.UNPARSEABLE for a in mine),
+                }
+                for source in sorted({a.source for a in self.attempts})
+                for mine in [[a for a in self.attempts if a.source == source]]
+            },
         }
 
 
@@ -109,8 +127,10 @@ class Teacher(Guide):
                 "numbers or its final answer"
             )
             signature = self.predict.signature
-            self.predict.signature = signature.insert(
-                len(signature.input_fields), REFERENCE_FIELD, hint, str
+            signature = signature.insert(len(signature.input_fields), REFERENCE_FIELD, hint, str)
+            self.predict.signature = signature.with_instructions(
+                f"{signature.instructions.strip()}\n\nYou are also shown a reference solution: "
+                "plan its method, but never copy its numbers or its final answer."
             )
 
 
@@ -118,36 +138,24 @@ def sample_strategies(
     program: GCoP,
     trainset: list[dspy.Example],
     *,
-    teacher: str | dspy.BaseLM,
+    teacher: str | dspy.BaseLM | list[str | dspy.BaseLM],
     metric: Metric,
     config: SamplingConfig | None = None,
 ) -> SamplingResult:
-    """Run stage 1 and return every attempt plus the kept accepted strategies."""
+    """Run stage 1 with every source in `teacher` (one, or a list; `"reference"` derives
+    plans from reference solutions) and return every attempt plus the kept accepted ones."""
     config = config or SamplingConfig()
     strategy_type = program.guide.strategy_type
-    writer = Teacher(strategy_type, teacher, show_reference=config.show_reference,
-                     max_tokens=config.max_tokens)  # fmt: skip
+    sources = teacher if isinstance(teacher, list | tuple) else [teacher]
 
-    def attempt(job: tuple[dspy.Example, int]) -> Attempt:
-        example, sample = job
-        example_id = str(example.get("id", ""))
-        inputs = dict(example.inputs())
-        if config.show_reference:
-            inputs[REFERENCE_FIELD] = str(example.get("solution") or example.get("reference") or "")
-        try:
-            plan = writer(
-                **inputs, config={"temperature": config.temperature, "rollout_id": sample}
-            )
-        except Exception as error:  # a failed call: recorded, retried on the next run
-            return Attempt(example_id, sample, "failed_call", failed=str(error)[:300])
-        validity = plan.strategy.check(example) if plan.validity.ok else plan.validity
-        result = Attempt(example_id, sample, validity.verdict, validity.reason,
-                         teacher_cost=plan.usage["cost"])  # fmt: skip
+    def judge(example: dspy.Example, result: Attempt, strategy: Strategy) -> Attempt:
+        validity = strategy.check(example)
+        result.verdict, result.reason = validity.verdict, validity.reason
         if not validity.ok:
             return result
-        result.strategy = plan.strategy.model_dump()
+        result.strategy = strategy.model_dump()
         try:
-            outcome = program.core(**dict(example.inputs()), strategy=plan.strategy.render())
+            outcome = program.core(**dict(example.inputs()), strategy=strategy.render())
         except GcopError:
             raise
         except Exception as error:
@@ -157,9 +165,47 @@ def sample_strategies(
         result.accepted = metric(example, outcome) > 0
         return result
 
-    jobs = [(example, j) for example in trainset for j in range(config.candidates)]
+    def from_reference(example: dspy.Example) -> Attempt:
+        result = Attempt(str(example.get("id", "")), 0, "", source=REFERENCE_SOURCE)
+        strategy = strategy_type.from_reference(example)
+        if strategy is None:
+            result.verdict, result.reason = "no_reference", "no plan derivable from the solution"
+            return result
+        return judge(example, result, strategy)
+
+    def from_teacher(writer: Teacher, source: str, example: dspy.Example, sample: int) -> Attempt:
+        example_id = str(example.get("id", ""))
+        inputs = dict(example.inputs())
+        if config.show_reference:
+            inputs[REFERENCE_FIELD] = str(example.get("solution") or example.get("reference") or "")
+        try:
+            plan = writer(
+                **inputs, config={"temperature": config.temperature, "rollout_id": sample}
+            )
+        except Exception as error:  # a failed call: recorded, retried on the next run
+            return Attempt(example_id, sample, "failed_call", source, failed=str(error)[:300])
+        result = Attempt(example_id, sample, plan.validity.verdict, source, plan.validity.reason,
+                         teacher_cost=plan.usage["cost"])  # fmt: skip
+        if plan.strategy is None:
+            return result
+        return judge(example, result, plan.strategy)
+
+    jobs = []
+    for source in sources:
+        if source == REFERENCE_SOURCE:
+            jobs += [functools.partial(from_reference, example) for example in trainset]
+            continue
+        name = source if isinstance(source, str) else source.model
+        writer = Teacher(strategy_type, source, show_reference=config.show_reference,
+                         max_tokens=config.max_tokens,
+                         adapter=program.guide.adapter_name)  # fmt: skip
+        jobs += [
+            functools.partial(from_teacher, writer, name, example, j)
+            for example in trainset
+            for j in range(config.candidates)
+        ]
     with ThreadPoolExecutor(max_workers=max(1, config.num_threads)) as pool:
-        attempts = list(pool.map(attempt, jobs))
+        attempts = list(pool.map(lambda job: job(), jobs))
     return SamplingResult(attempts, _keep(attempts, config.keep))
 
 

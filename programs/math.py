@@ -20,7 +20,13 @@ class SolveMath(dspy.Signature):
     answer: str = dspy.OutputField(desc="the final answer only, e.g. 42")
 
 
-ANSWER_MARKERS = re.compile(r"(final answer|the answer is|answer\s*[:=]|\\boxed|####)", re.I)
+ANSWER_MARKERS = re.compile(
+    r"(?:final answer|the answer is|answer\s*[:=]|\\boxed\{|####)\s*(?:is\s*)?[$\\(]*\s*-?\d",
+    re.I,
+)
+"""A stated answer: a marker followed by a number ("the answer is 42", "#### 42"). A step
+that only says what to report ("Report the final answer.") is a harmless plan step."""
+MIN_STEPS, MAX_STEPS = 1, 10
 
 
 class MathPlan(Strategy):
@@ -31,15 +37,15 @@ class MathPlan(Strategy):
     task: ClassVar[type[dspy.Signature]] = SolveMath
     max_chars: ClassVar[int] = 900
 
-    steps: list[str] = Field(description="2 to 8 short steps, each one action")
+    steps: list[str] = Field(description="1 to 10 short steps, each one action")
 
     def render(self) -> str:
         return "\n".join(f"{i}. {step.strip()}" for i, step in enumerate(self.steps, 1))
 
     def violations(self) -> list[str]:
         problems = []
-        if not 2 <= len(self.steps) <= 8:
-            problems.append(f"{len(self.steps)} steps; a plan has 2 to 8")
+        if not MIN_STEPS <= len(self.steps) <= MAX_STEPS:
+            problems.append(f"{len(self.steps)} steps; a plan has {MIN_STEPS} to {MAX_STEPS}")
         if any(not step.strip() for step in self.steps):
             problems.append("an empty step")
         if marker := ANSWER_MARKERS.search(self.render()):
@@ -56,6 +62,33 @@ class MathPlan(Strategy):
         if gold in numbers and gold not in question_numbers:
             return f"the plan contains the answer {gold}, which the question does not"
         return None
+
+    @classmethod
+    def from_reference(cls, example: dspy.Example) -> MathPlan | None:
+        """The reference solution's reasoning with its results taken out: each line of a
+        GSM8K solution (`She sold 48/2 = <<48/2=24>>24 clips.` -> `She sold 48/2 clips.`),
+        or each sentence of a MATH solution without its boxed answer. None when nothing
+        is left; a plan that still holds the answer is rejected later by the leak check."""
+        solution = str(example.get("solution") or "")
+        body = solution.split("####", 1)[0]
+        if "<<" in body:  # GSM8K: calculator annotations mark every result
+            lines = [_drop_results(line) for line in body.splitlines()]
+        else:
+            text = re.sub(r"\\boxed\{(?:[^{}]|\{[^{}]*\})*\}", "", body)
+            lines = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", " ".join(text.split()))
+        steps = [line for line in (" ".join(x.split()).strip(" .,;") for x in lines) if line]
+        if not steps:
+            return None
+        steps = [f"{step}." for step in steps[:MAX_STEPS]]
+        return cls(steps=steps)
+
+
+RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")
+"""A GSM8K result: `= <<expr=value>>value`, or a bare `<<...>>` annotation."""
+
+
+def _drop_results(line: str) -> str:
+    return re.sub(r"\s*=\s*\$?-?[\d,]*\.?\d+(?=\D*$)", "", RESULT.sub("", line))
 
 
 NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")

@@ -1,10 +1,11 @@
 """A real OpenAI-compatible chat server on 127.0.0.1, for tests of the remote-API path.
 
 LiteLLM talks to it over HTTP exactly as it would to a hosted API. Behind it is a small
-scripted "model": for a guide prompt (one that asks for a `strategy` field) it writes a
-plan; for a core prompt it solves "What is A plus B?" questions (correctly, or wrongly
-when the question says "trick"). It counts the requests it served, so a test can assert
-that a cached rerun made zero model calls.
+scripted "model": for a guide prompt (one that asks for a `strategy` field, or gcop's plain
+prompt for a plan) it writes a plan, in the prompt's format; for a core prompt it solves
+"What is A plus B?" questions (correctly, or wrongly when the question says "trick"). It
+counts the requests it served, so a test can assert that a cached rerun made zero model
+calls.
 """
 
 from __future__ import annotations
@@ -39,11 +40,20 @@ class ScriptedModel:
         self.lock = threading.Lock()
 
     def reply(self, body: dict) -> str:
+        """Answers DSPy ChatAdapter prompts in kind, and gcop's plain prompts in kind."""
         system = body["messages"][0]["content"]
         user = body["messages"][-1]["content"]
-        numbers = [int(n) for n in re.findall(r"-?\d+", user.split("[[ ## strategy")[0])]
+        plain = "[[ ##" not in system
+        marker = "\n\nStrategy:\n" if plain else "[[ ## strategy ## ]]"
+        question, _, plan = user.partition(marker)
+        numbers = [int(n) for n in re.findall(r"-?\d+", question)]
         answer = sum(numbers[:2]) if len(numbers) >= 2 else 0
-        if "`strategy`" in system and "Your output fields are:\n1. `strategy`" in system:
+        wants_plan = (
+            "Reply with the plan only" in system
+            if plain
+            else "`strategy`" in system and "Your output fields are:\n1. `strategy`" in system
+        )
+        if wants_plan:
             if self.plan == "garbage":
                 return "I will not write JSON."
             plan = (
@@ -51,12 +61,15 @@ class ScriptedModel:
                 if self.plan == "good"
                 else {"steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]}
             )
+            if plain:
+                return "\n".join(f"{i}. {step}" for i, step in enumerate(plan["steps"], 1))
             return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
-        question, _, plan = user.partition("[[ ## strategy ## ]]")
         if "trick" in question and not plan:
             answer += 1  # alone, the core falls for trick questions; any plan fixes them
         if "trick" in plan:
             answer += 1  # a plan that calls the question a trick misleads the core
+        if plain:
+            return f"Add {numbers[:2]}.\nAnswer: {answer}"
         return (
             f"[[ ## reasoning ## ]]\nAdd {numbers[:2]}.\n\n[[ ## answer ## ]]\n{answer}\n\n"
             "[[ ## completed ## ]]"

@@ -16,7 +16,7 @@ from gcop.optimizers.sampling import SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
 from gcop.program import Core, GCoP, Guide
 from gcop.programs.math import MathPlan, gsm8k_metric
-from tests.test_program import examples, lm
+from tests.test_program import examples, is_guide_prompt, lm
 
 
 def optimizer(api, output_dir: Path, **kwargs) -> ExecTune:
@@ -26,7 +26,7 @@ def optimizer(api, output_dir: Path, **kwargs) -> ExecTune:
         sft=SFTStageConfig(epochs=2, per_device_batch_size=4, logging_steps=1, save_steps=2),
         rl=RLStageConfig(max_steps=2, num_generations=2, per_device_batch_size=4,
                          max_completion_length=16, logging_steps=1, save_steps=1),
-        output_dir=output_dir, **kwargs,
+        output_dir=output_dir, exec_samples=2, **kwargs,
     )  # fmt: skip
 
 
@@ -63,12 +63,17 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
     assert {"valid", "leak", "success", "harm", "cost", "reward"} <= set(
         report["stages"]["rl"]["reward"][0]
     )
+    assert compiled is tuner.stage_programs[report["best_stage"]]  # the best on the valset
+    compiled = tuner.stage_programs["rl"]
     assert "?adapter=" in compiled.guide.lm.model and str(out / "rl") in compiled.guide.lm.model
     prediction = compiled(question="What is 2 plus 2?")
     assert prediction.answer == "4"
-    new_calls = api.model.requests - core_calls
-    teacher_and_core_prompts_of_stage_1 = 4 * 2 * 2
-    assert new_calls < teacher_and_core_prompts_of_stage_1  # only RL/eval core calls were new
+    new_bodies = api.model.bodies[core_calls:]
+    assert not [b for b in new_bodies if is_guide_prompt(b)]  # no teacher call: stage 1 read back
+    assert report["best_stage"] in report["dev"]
+    for stage in ("untrained", "sample", "sft", "rl"):
+        assert report["dev"][stage]["guide_averaged_executability"]["samples"] == 2
+        assert set(report["dev"][stage]["utility"]) == {"0.0", "1000.0", "10000.0"}
 
     # a second identical compile makes zero model calls
     served = api.model.requests

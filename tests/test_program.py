@@ -29,7 +29,10 @@ def examples(n: int = 4, trick: bool = False) -> list[dspy.Example]:
 
 
 def is_guide_prompt(body: dict) -> bool:
-    return "Your output fields are:\n1. `strategy`" in body["messages"][0]["content"]
+    system = body["messages"][0]["content"]
+    return (
+        "Reply with the plan only" in system or "Your output fields are:\n1. `strategy`" in system
+    )
 
 
 def program(api) -> GCoP:
@@ -46,7 +49,26 @@ def test_gcop_prediction_carries_strategy_validity_output_and_costs(api, fresh_c
         usage = prediction[role]
         assert usage["calls"] == 1 and usage["prompt_tokens"] > 0 and usage["cost"] > 0
     core_request = api.model.bodies[-1]["messages"][-1]["content"]
-    assert "[[ ## strategy ## ]]\n1. Read the two numbers." in core_request
+    assert "Strategy:\n1. Read the two numbers." in core_request
+
+
+@pytest.mark.parametrize("adapter", ["plain", "chat", "json", "xml"])
+def test_every_prompt_format_runs_guide_and_core(api, fresh_cache, adapter: str) -> None:
+    guided = GCoP(Guide(MathPlan, lm(api), adapter=adapter), Core(lm(api), adapter=adapter))
+    prediction = guided(question="What is 2 plus 5?")
+    sent = api.model.bodies[0]["messages"]
+    assert sent == guided.guide.format_prompt(question="What is 2 plus 5?")
+    if adapter in ("plain", "chat"):  # the loopback model speaks these two
+        assert prediction.validity.verdict is Verdict.VALID and prediction.answer == "7"
+    else:  # it answers JSON/XML prompts in the chat format: read leniently, or scored
+        assert prediction.validity.verdict in (Verdict.REPAIRED, Verdict.UNPARSEABLE)
+
+
+def test_plain_prompt_is_short_and_says_the_layout(api) -> None:
+    plain = Guide(MathPlan, lm(api)).format_prompt(question="What is 2 plus 5?")
+    chat = Guide(MathPlan, lm(api), adapter="chat").format_prompt(question="What is 2 plus 5?")
+    assert len(plain[0]["content"]) < len(chat[0]["content"]) / 2
+    assert "numbered lines" in plain[0]["content"] and plain[-1]["content"] == "What is 2 plus 5?"
 
 
 def test_guide_prompt_is_what_the_lm_receives(api, fresh_cache) -> None:
@@ -63,6 +85,7 @@ def test_invalid_strategy_is_a_value_and_the_core_runs_alone(api, fresh_cache) -
     prediction = program(api)(question="What is 2 plus 5?")
     assert prediction.validity.verdict is Verdict.UNPARSEABLE
     assert prediction.strategy is None and "JSON" in prediction.guide_raw
+    assert "no JSON, list or plan layout" in prediction.validity.reason
     assert prediction.answer == "7"  # on_invalid="core_alone": a broken plan costs nothing
     skipped = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)), on_invalid="skip")
     assert skipped(question="What is 2 plus 5?").answer is None

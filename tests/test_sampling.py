@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dspy
+
 from gcop.optimizers.sampling import SamplingConfig, sample_strategies, write_sampling
 from gcop.program import Core, GCoP, Guide
 from gcop.programs.math import MathPlan, gsm8k_metric
@@ -16,13 +18,13 @@ def test_valid_helpful_strategies_are_accepted_and_leaks_rejected(
 ) -> None:
     program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
     trainset = examples(3, trick=True)  # the core needs the plan to get these right
-    config = SamplingConfig(candidates=2, show_reference=True, num_threads=4)
+    config = SamplingConfig(candidates=2, show_reference=True, num_threads=4, keep="cheapest")
     result = sample_strategies(program, trainset, teacher=lm(api), metric=gsm8k_metric,
                                config=config)  # fmt: skip
     assert result.acceptance_rate == 1.0
     assert len(result.accepted) == 3  # the cheapest per example
     teacher_prompts = [b for b in api.model.bodies if is_guide_prompt(b)]
-    assert "reference_solution" in teacher_prompts[0]["messages"][0]["content"]
+    assert "reference solution" in teacher_prompts[0]["messages"][0]["content"]
     write_sampling(result, config, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["outcomes"] == {"accepted": 6} and summary["core_cost"] > 0
@@ -32,6 +34,31 @@ def test_valid_helpful_strategies_are_accepted_and_leaks_rejected(
                               config=config)  # fmt: skip
     assert leaky.acceptance_rate == 0.0 and not leaky.accepted
     assert {a.verdict for a in leaky.attempts} == {"leak"}
+
+
+def test_reference_source_derives_plans_that_go_through_the_same_filter(api, fresh_cache) -> None:
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    solved = [
+        dspy.Example(id="a", question="trick What is 2 plus 20?", answer="22",
+                     solution="She has 2 + 20 = <<2+20=22>>22 apples.\n#### 22"),
+        dspy.Example(id="b", question="trick What is 3 plus 30?", answer="33",
+                     solution="The sum is 33.\n#### 33"),  # its only line states the answer
+        dspy.Example(id="c", question="trick What is 4 plus 40?", answer="44", solution=""),
+    ]  # fmt: skip
+    trainset = [e.with_inputs("question") for e in solved]
+    config = SamplingConfig(candidates=2, num_threads=4)
+    result = sample_strategies(program, trainset, teacher=["reference", lm(api)],
+                               metric=gsm8k_metric, config=config)  # fmt: skip
+    by_source = result.summary()["by_source"]
+    assert by_source["reference"] == {"attempts": 3, "accepted": 1, "acceptance_rate": 1 / 3,
+                                      "repaired": 0, "unparseable": 0}  # fmt: skip
+    assert by_source["openai/gpt-4o-mini"]["accepted"] == 6  # K=2 per example, all kept
+    reference = {a.example_id: a for a in result.attempts if a.source == "reference"}
+    assert reference["a"].accepted and reference["a"].strategy == {
+        "steps": ["She has 2 + 20 apples."]
+    }
+    assert reference["b"].verdict == "leak" and reference["c"].verdict == "no_reference"
+    assert len(result.accepted) == 7
 
 
 def test_rerun_makes_no_new_calls(api, fresh_cache) -> None:
@@ -53,9 +80,5 @@ def test_training_example_is_the_inference_prompt_plus_the_strategy(api) -> None
     data = guide.format_training_example(plan, question="What is 1 plus 2?")
     assert data["messages"][:-1] == guide.format_prompt(question="What is 1 plus 2?")
     assert data["messages"][-1]["role"] == "assistant"
-    assert (
-        MathPlan.model_validate_json(
-            data["messages"][-1]["content"].split("]]\n", 1)[1].split("\n\n[[")[0]
-        )
-        == plan
-    )
+    assert data["messages"][-1]["content"] == "1. Read the numbers.\n2. Add them."
+    assert guide.read(data["messages"][-1]["content"]) == plan

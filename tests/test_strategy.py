@@ -22,8 +22,8 @@ def test_good_plan_is_valid_and_renders_numbered() -> None:
 @pytest.mark.parametrize(
     ("steps", "verdict", "reason"),
     [
-        (["Only one step."], Verdict.CONSTRAINT, "1 steps"),
-        ([f"step {i}" for i in range(9)], Verdict.CONSTRAINT, "9 steps"),
+        ([], Verdict.CONSTRAINT, "0 steps"),
+        ([f"step {i}" for i in range(11)], Verdict.CONSTRAINT, "11 steps"),
         (["Multiply.", "  "], Verdict.CONSTRAINT, "empty step"),
         (["Multiply.", "The final answer is 31."], Verdict.CONSTRAINT, "final answer"),
         (["Multiply 3 by 12.", "x" * 950], Verdict.OVER_BUDGET, "budget 900"),
@@ -35,6 +35,18 @@ def test_bad_plans_are_invalid_with_a_reason(steps, verdict, reason) -> None:
     assert validity.verdict is verdict
     assert not validity
     assert reason in validity.reason
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        ["Multiply 3 by 12, then subtract 5."],  # one step is a plan
+        ["Multiply boxes by apples.", "Subtract the eaten ones.", "Report the final answer."],
+        ["Multiply.", "Write the answer as a number."],
+    ],
+)
+def test_harmless_plans_are_valid(steps) -> None:
+    assert MathPlan(steps=steps).check(EXAMPLE).verdict is Verdict.VALID
 
 
 def test_step_numbering_is_not_a_leak() -> None:
