@@ -12,6 +12,7 @@ the same adapter, so comparisons stay fair.
 
 from __future__ import annotations
 
+import json as _json
 import re
 from typing import Any
 
@@ -51,9 +52,15 @@ def strategy_output(signature: type[dspy.Signature]) -> tuple[str, type[Strategy
     return None
 
 
-def layout_hint(strategy_type: type[Strategy]) -> str:
-    """How to write the reply, shown once in the system message."""
+def layout_hint(strategy_type: type[Strategy], *, json: bool = False) -> str:
+    """How to write the reply, shown once in the system message (as JSON when the reply is
+    decoded under the type's JSON schema)."""
     fields = strategy_type.model_fields
+    if json:
+        example = {
+            n: (["..."] if "list" in str(f.annotation) else "...") for n, f in fields.items()
+        }
+        return f"Reply with JSON only, in this shape: {_json.dumps(example)}"
     if len(fields) == 1:
         return "Reply with the plan only: numbered lines (1. ..., 2. ...), one step per line."
     lines = []
@@ -68,7 +75,13 @@ def layout_hint(strategy_type: type[Strategy]) -> str:
 
 
 class PlainAdapter(dspy.Adapter):
-    """A plain chat prompt and a lenient reader (see the module docstring)."""
+    """A plain chat prompt and a lenient reader (see the module docstring). With
+    `json_strategies=True` a guide is asked for the strategy's JSON instead of its text
+    layout (for decoding under the type's JSON schema, `Strategy.response_format`)."""
+
+    def __init__(self, *, json_strategies: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.json_strategies = json_strategies
 
     def format_field_description(self, signature: type[dspy.Signature]) -> str:
         return ""
@@ -76,7 +89,7 @@ class PlainAdapter(dspy.Adapter):
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
         strategy = strategy_output(signature)
         if strategy:
-            return layout_hint(strategy[1])
+            return layout_hint(strategy[1], json=self.json_strategies)
         *working, final = signature.output_fields.items()
         if not working:
             return f"Reply with {final[1].json_schema_extra.get('desc', final[0])}."

@@ -15,9 +15,10 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
-from gcop.adapters import DEFAULT_ADAPTER, get_adapter
+from gcop.adapters import DEFAULT_ADAPTER, PlainAdapter, get_adapter
 from gcop.calls import CallRecord, track_calls
 from gcop.checks import check_strategy_type
+from gcop.errors import ConfigError
 from gcop.lm import GcopLM
 from gcop.strategy import Strategy, StrategyParseError, Validity, Verdict
 
@@ -69,6 +70,9 @@ class Guide(dspy.Module):
         strategy_type: the `Strategy` subclass to write (it names the task signature).
         lm: a LiteLLM model string (e.g. `local/smollm2-135m-instruct`) or a dspy LM.
         adapter: the prompt format, one of `gcop.adapters.ADAPTERS` (default "plain").
+        constrained: decode under the strategy type's JSON schema (`response_format`: API
+            models natively, `local/` models through a logits processor), so the reply always
+            parses; the prompt then asks for the JSON. Used for teachers in stage 1.
     """
 
     def __init__(
@@ -79,12 +83,23 @@ class Guide(dspy.Module):
         temperature: float = 0.0,
         max_tokens: int = 256,
         adapter: str = DEFAULT_ADAPTER,
+        constrained: bool = False,
     ) -> None:
         super().__init__()
         check_strategy_type(strategy_type)
         self.strategy_type = strategy_type
         self.adapter_name = adapter
-        self.adapter = get_adapter(adapter)
+        self.constrained = constrained
+        if constrained and adapter not in ("plain", "json"):
+            raise ConfigError(
+                f"constrained decoding writes bare JSON, which the {adapter!r} adapter cannot "
+                "read; use adapter='plain' or 'json'"
+            )
+        self.adapter = (
+            PlainAdapter(json_strategies=True)
+            if constrained and adapter == "plain"
+            else get_adapter(adapter)
+        )
         self.lm = as_lm(lm, temperature=temperature, max_tokens=max_tokens)
         self.predict = dspy.Predict(guide_signature(strategy_type))
         self.predict.lm = self.lm
@@ -113,9 +128,12 @@ class Guide(dspy.Module):
             return self.strategy_type.from_text(text)  # a near miss of the JSON field
 
     def forward(self, *, config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
+        config = dict(config or {})
+        if self.constrained:
+            config["response_format"] = self.strategy_type.response_format()
         with track_calls() as calls, dspy.context(adapter=self.adapter):
             try:
-                out = self.predict(**inputs, config=config or {})
+                out = self.predict(**inputs, config=config)
                 strategy, raw = out[STRATEGY_FIELD], None
             except AdapterParseError as error:
                 strategy, raw = None, error.lm_response

@@ -95,6 +95,19 @@ class Strategy(BaseModel):
                 lines.append(f"{field_header(name)}: {value}")
         return "\n".join(lines)
 
+    @classmethod
+    def response_format(cls) -> dict[str, Any]:
+        """The OpenAI/LiteLLM `response_format` that makes a model write this type's JSON
+        (API models decode under it; `local/` models through a logits processor)."""
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": cls.__name__,
+                "schema": cls.model_json_schema(),
+                "strict": True,
+            },
+        }
+
     @property
     def repaired(self) -> str | None:
         """How this strategy was repaired from the guide's text; None if written exactly."""
@@ -109,6 +122,13 @@ class Strategy(BaseModel):
         if layout is not None:
             try:
                 return cls.model_validate(layout)
+            except ValidationError:
+                pass
+        if text.startswith(
+            "{"
+        ):  # the type's JSON exactly (what schema-constrained decoding writes)
+            try:
+                return cls.model_validate_json(text)
             except ValidationError:
                 pass
         result = repair(cls, text)

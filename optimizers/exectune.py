@@ -136,10 +136,9 @@ class ExecTune:
         if "sample" in self.config.stages or "sft" in self.config.stages:
             with self._timed("sample"):
                 accepted = self.sample(program, trainset, metric)
-            if accepted:
-                few_shot = _few_shot(program.guide, trainset, accepted)
-                few_shot_program = program.with_guide(few_shot)
-                self._evaluate("sample", few_shot_program, valset, metric)
+            few_shot = _few_shot(program.guide, trainset, accepted)  # none accepted: no demos
+            few_shot_program = program.with_guide(few_shot)
+            self._evaluate("sample", few_shot_program, valset, metric)
             if "sft" in self.config.stages:
                 with self._timed("sft"):
                     guide = self.finetune(program.guide, trainset, accepted)

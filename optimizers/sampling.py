@@ -50,6 +50,10 @@ class SamplingConfig:
         metadata={"help": "'all' accepted strategies or the 'cheapest' per example (core cost)"},
     )
     max_tokens: int = field(default=320, metadata={"help": "teacher completion budget"})
+    constrained: bool = field(
+        default=True,
+        metadata={"help": "decode LLM teachers under the strategy's JSON schema"},
+    )
     num_threads: int = field(default=16, metadata={"help": "concurrent candidates"})
 
     def __post_init__(self) -> None:
@@ -196,9 +200,10 @@ def sample_strategies(
             jobs += [functools.partial(from_reference, example) for example in trainset]
             continue
         name = source if isinstance(source, str) else source.model
+        adapter = "plain" if config.constrained else program.guide.adapter_name
         writer = Teacher(strategy_type, source, show_reference=config.show_reference,
-                         max_tokens=config.max_tokens,
-                         adapter=program.guide.adapter_name)  # fmt: skip
+                         max_tokens=config.max_tokens, adapter=adapter,
+                         constrained=config.constrained)  # fmt: skip
         jobs += [
             functools.partial(from_teacher, writer, name, example, j)
             for example in trainset

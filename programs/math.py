@@ -67,8 +67,9 @@ class MathPlan(Strategy):
     def from_reference(cls, example: dspy.Example) -> MathPlan | None:
         """The reference solution's reasoning with its results taken out: each line of a
         GSM8K solution (`She sold 48/2 = <<48/2=24>>24 clips.` -> `She sold 48/2 clips.`),
-        or each sentence of a MATH solution without its boxed answer. None when nothing
-        is left; a plan that still holds the answer is rejected later by the leak check."""
+        or each sentence of a MATH solution without its boxed answer. Steps that would
+        still give the answer away (the gold number, a stated answer) are dropped, and the
+        plan is cut to the length budget; None when nothing is left."""
         solution = str(example.get("solution") or "")
         body = solution.split("####", 1)[0]
         if "<<" in body:  # GSM8K: calculator annotations mark every result
@@ -76,11 +77,17 @@ class MathPlan(Strategy):
         else:
             text = re.sub(r"\\boxed\{(?:[^{}]|\{[^{}]*\})*\}", "", body)
             lines = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", " ".join(text.split()))
-        steps = [line for line in (" ".join(x.split()).strip(" .,;") for x in lines) if line]
-        if not steps:
-            return None
-        steps = [f"{step}." for step in steps[:MAX_STEPS]]
-        return cls(steps=steps)
+        steps = []
+        for line in lines:
+            step = " ".join(line.split()).strip(" .,;")
+            if not step or ANSWER_MARKERS.search(step) or cls(steps=[step]).leaks(example):
+                continue
+            if len(cls(steps=[*steps, f"{step}."]).render()) > cls.max_chars:
+                break
+            steps.append(f"{step}.")
+            if len(steps) == MAX_STEPS:
+                break
+        return cls(steps=steps) if steps else None
 
 
 RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")

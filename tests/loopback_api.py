@@ -49,7 +49,7 @@ class ScriptedModel:
         numbers = [int(n) for n in re.findall(r"-?\d+", question)]
         answer = sum(numbers[:2]) if len(numbers) >= 2 else 0
         wants_plan = (
-            "Reply with the plan only" in system
+            "Reply with the plan only" in system or "Reply with JSON only" in system
             if plain
             else "`strategy`" in system and "Your output fields are:\n1. `strategy`" in system
         )
@@ -61,6 +61,8 @@ class ScriptedModel:
                 if self.plan == "good"
                 else {"steps": [s.format(answer=answer) for s in LEAKY_PLAN_TEMPLATE["steps"]]}
             )
+            if body.get("response_format"):  # decoding under the JSON schema
+                return json.dumps(plan)
             if plain:
                 return "\n".join(f"{i}. {step}" for i, step in enumerate(plan["steps"], 1))
             return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"

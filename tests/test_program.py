@@ -30,9 +30,8 @@ def examples(n: int = 4, trick: bool = False) -> list[dspy.Example]:
 
 def is_guide_prompt(body: dict) -> bool:
     system = body["messages"][0]["content"]
-    return (
-        "Reply with the plan only" in system or "Your output fields are:\n1. `strategy`" in system
-    )
+    markers = ("Reply with the plan only", "Reply with JSON only", "fields are:\n1. `strategy`")
+    return any(marker in system for marker in markers)
 
 
 def program(api) -> GCoP:
@@ -60,8 +59,19 @@ def test_every_prompt_format_runs_guide_and_core(api, fresh_cache, adapter: str)
     assert sent == guided.guide.format_prompt(question="What is 2 plus 5?")
     if adapter in ("plain", "chat"):  # the loopback model speaks these two
         assert prediction.validity.verdict is Verdict.VALID and prediction.answer == "7"
-    else:  # it answers JSON/XML prompts in the chat format: read leniently, or scored
-        assert prediction.validity.verdict in (Verdict.REPAIRED, Verdict.UNPARSEABLE)
+    else:  # JSONAdapter (and XMLAdapter's JSON fallback) send a response_format: JSON back
+        assert prediction.validity.verdict is Verdict.VALID
+
+
+def test_constrained_guide_sends_the_schema_and_reads_exact_json(api, fresh_cache) -> None:
+    guide = Guide(MathPlan, lm(api), constrained=True)
+    prediction = guide(question="What is 2 plus 5?")
+    body = api.model.bodies[-1]
+    assert body["response_format"]["json_schema"]["schema"] == MathPlan.model_json_schema()
+    assert "Reply with JSON only" in body["messages"][0]["content"]
+    assert prediction.validity.verdict is Verdict.VALID  # exact JSON is no repair
+    with pytest.raises(ValueError, match="cannot read"):
+        Guide(MathPlan, lm(api), adapter="chat", constrained=True)
 
 
 def test_plain_prompt_is_short_and_says_the_layout(api) -> None:

@@ -42,8 +42,9 @@ def test_reference_source_derives_plans_that_go_through_the_same_filter(api, fre
         dspy.Example(id="a", question="trick What is 2 plus 20?", answer="22",
                      solution="She has 2 + 20 = <<2+20=22>>22 apples.\n#### 22"),
         dspy.Example(id="b", question="trick What is 3 plus 30?", answer="33",
-                     solution="The sum is 33.\n#### 33"),  # its only line states the answer
-        dspy.Example(id="c", question="trick What is 4 plus 40?", answer="44", solution=""),
+                     solution="A trick: add 3 + 30 = <<3+30=33>>33.\n#### 33"),  # misleads
+        dspy.Example(id="c", question="trick What is 4 plus 40?", answer="44",
+                     solution="The sum is 44.\n#### 44"),  # its only line is the answer
     ]  # fmt: skip
     trainset = [e.with_inputs("question") for e in solved]
     config = SamplingConfig(candidates=2, num_threads=4)
@@ -57,7 +58,8 @@ def test_reference_source_derives_plans_that_go_through_the_same_filter(api, fre
     assert reference["a"].accepted and reference["a"].strategy == {
         "steps": ["She has 2 + 20 apples."]
     }
-    assert reference["b"].verdict == "leak" and reference["c"].verdict == "no_reference"
+    assert reference["b"].verdict == "valid" and not reference["b"].accepted  # the core failed
+    assert reference["c"].verdict == "no_reference"  # nothing left once the answer is out
     assert len(result.accepted) == 7
 
 

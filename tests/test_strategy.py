@@ -78,3 +78,35 @@ def test_answer_extraction_falls_back_to_raw_text() -> None:
     assert extract_answer(dspy.Prediction(answer=None, raw="so 7 then 18")) == "18"
     assert gsm8k_metric(dspy.Example(answer="18"), dspy.Prediction(answer="$18")) == 1.0
     assert gsm8k_metric(dspy.Example(answer="18"), dspy.Prediction(answer="17")) == 0.0
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "math500"])
+def test_reference_plans_never_leak_on_the_real_train_split(name: str) -> None:
+    """Every plan the "reference" teacher derives from a real solution passes the leak
+    check, the constraints and the budget (or none is derived)."""
+    from gcop.programs import get_task
+
+    task = get_task(name)
+    derived = 0
+    for example in task.load_split("train"):
+        plan = task.strategy_type.from_reference(example)
+        if plan is None:
+            continue
+        derived += 1
+        assert plan.check(example).verdict is Verdict.VALID, (example.id, plan.render())
+    assert derived > 0.9 * len(task.load_split("train"))  # a source worth having
+
+
+def test_reference_plan_of_a_gsm8k_solution() -> None:
+    example = dspy.Example(
+        question="Natalia sold clips to 48 of her friends in April, and then she sold half as "
+        "many clips in May. How many clips did Natalia sell altogether in April and May?",
+        answer="72",
+        solution="Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+        "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+    )
+    plan = MathPlan.from_reference(example)
+    assert plan.steps == [
+        "Natalia sold 48/2 clips in May.",
+        "Natalia sold 48+24 clips altogether in April and May.",
+    ]

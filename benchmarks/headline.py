@@ -1,0 +1,254 @@
+"""The headline experiment: does an ExecTune-compiled guide beat its core alone, on held-out
+problems, significantly? With the stage ablation over seeds, and the ceiling.
+
+    python benchmarks/headline.py --task gsm8k --core local/qwen2.5-coder-0.5b-instruct \
+        --guide local/smollm2-135m-instruct --teacher reference --train 400 --dev 50 \
+        --test 300 --seeds 0,1,2 --out runs/headline
+
+On the test partition (a fixed seeded sample, the same problems for every system and seed):
+- the core alone (its best prompt format, the same for every system),
+- the ceiling: the core following plans derived from each problem's reference solution,
+- the untrained guide + core,
+- per training seed, ExecTune's stages: AS (accepted strategies as few-shot demos),
+  AS+SFT, AS+SFT+RL, and the stage `compile` picked on the dev set ("ExecTune").
+Accuracy with 95% Wilson intervals, mean and std over seeds, exact McNemar p-values per seed
+and a paired bootstrap over problems and seeds against the core alone and between adjacent
+stages, guide-averaged executability, cost per query. Every model call goes through the
+call cache and each compile resumes from its output folder, so a rerun is cheap and a killed
+run continues. Writes `--results` (JSON) and a PNG beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from gcop.atomic import write_json  # noqa: E402
+from gcop.bench import select_examples  # noqa: E402
+from gcop.metrics import Report, evaluate, wilson  # noqa: E402
+from gcop.optimizers.exectune import ExecTune  # noqa: E402
+from gcop.optimizers.rl import RLStageConfig  # noqa: E402
+from gcop.optimizers.sampling import SamplingConfig  # noqa: E402
+from gcop.optimizers.sft import SFTStageConfig  # noqa: E402
+from gcop.program import Core, CoreOnly, GCoP, Guide  # noqa: E402
+from gcop.programs import get_task  # noqa: E402
+from gcop.stats import discordant, mcnemar_exact, paired_bootstrap  # noqa: E402
+
+STAGE_NAMES = {"sample": "AS", "sft": "AS+SFT", "rl": "AS+SFT+RL"}
+
+
+class ReferencePlans(GCoP):
+    """The ceiling: a "guide" that reads the plan off the reference solution."""
+
+    def forward(self, **inputs: Any):
+        import dspy
+
+        from gcop.program import usage_summary
+        from gcop.strategy import Validity, Verdict
+
+        example = dspy.Example(**inputs, **self.references[inputs["question"]])
+        plan = self.guide.strategy_type.from_reference(example)
+        validity = plan.check(example) if plan else Validity(Verdict.UNPARSEABLE, "none")
+        text = plan.render() if validity.ok else None
+        result = self.core(**inputs, strategy=text)
+        return dspy.Prediction(
+            **{k: v for k, v in result.items() if k != "usage"}, strategy=plan,
+            strategy_text=text, validity=validity, guide_usage=usage_summary([]),
+            core_usage=result.usage,
+        )  # fmt: skip
+
+
+def row(report: Report) -> dict[str, Any]:
+    scores = {o.example_id: o.score for o in report.outcomes if o.sample == 0}
+    return {
+        "accuracy": vars(report.accuracy),
+        "executability": vars(report.executability) if report.executability else None,
+        "valid_rate": vars(report.valid_rate) if report.valid_rate else None,
+        "cost_per_query": vars(report.cost_per_query),
+        "n": report.n,
+        "failed_calls": report.failed_calls,
+        "scores": scores,
+    }
+
+
+def compare(old: list[dict], new: list[dict], ids: list[str]) -> dict[str, Any]:
+    """`new` vs `old` (one row per seed; a single row is reused for every seed)."""
+    seeds = max(len(old), len(new))
+    old_rows = [[(old[s % len(old)]["scores"].get(i, 0.0)) for i in ids] for s in range(seeds)]
+    new_rows = [[(new[s % len(new)]["scores"].get(i, 0.0)) for i in ids] for s in range(seeds)]
+    per_seed = []
+    for a, b in zip(old_rows, new_rows, strict=True):
+        gained, lost = discordant(a, b)
+        per_seed.append({"gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)})
+    bootstrap = paired_bootstrap(old_rows, new_rows)
+    return {"mcnemar": per_seed, "bootstrap": vars(bootstrap)}
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    accs = [r["accuracy"]["estimate"] for r in rows]
+    return {
+        "mean": statistics.fmean(accs),
+        "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--task", default="gsm8k")
+    add("--core", default="local/qwen2.5-coder-0.5b-instruct")
+    add("--guide", default="local/smollm2-135m-instruct")
+    add("--teacher", default="reference", help="comma-separated stage-1 sources")
+    add("--candidates", type=int, default=4, help="samples per example from each LLM teacher")
+    add("--train", type=int, default=400)
+    add("--dev", type=int, default=50)
+    add("--test", type=int, default=300)
+    add("--seeds", default="0,1,2")
+    add("--sft-epochs", type=int, default=3)
+    add("--rl-steps", type=int, default=50, help="0 skips the RL stage")
+    add("--rl-batch-size", type=int, default=8)
+    add("--exec-samples", type=int, default=4)
+    add("--threads", type=int, default=32)
+    add("--larger-core", help="also run this core alone on test (the cost comparison)")
+    add("--out", type=Path, default=Path("runs/headline"))
+    add("--results", type=Path, default=Path("docs/results/headline.json"))
+    args = parser.parse_args()
+
+    task = get_task(args.task)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    teachers = [t.strip() for t in args.teacher.split(",")]
+    train = select_examples(task, "train", args.train, 0)
+    dev = select_examples(task, "dev", args.dev, 0)
+    test = select_examples(task, "test", args.test, 0)
+    ids = [str(e.id) for e in test]
+    core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
+    guide = Guide(task.strategy_type, args.guide, max_tokens=task.guide_max_tokens)
+    program = GCoP(guide, core)
+
+    def run(name: str, system, samples: int = 1) -> dict[str, Any]:
+        print(f"[headline] {name}: {len(test)} test problems", flush=True)
+        result = row(evaluate(system, test, task.metric, system=name, num_threads=args.threads))
+        if samples > 1 and isinstance(system, GCoP):
+            sampled = evaluate(system, test, task.metric, samples=samples,
+                               num_threads=args.threads)  # fmt: skip
+            result["guide_averaged_executability"] = vars(sampled.executability)
+        acc = result["accuracy"]
+        print(f"[headline] {name}: accuracy {acc['estimate']:.3f} "
+              f"[{acc['low']:.3f}, {acc['high']:.3f}]", flush=True)  # fmt: skip
+        return result
+
+    systems: dict[str, list[dict]] = {"core alone": [run("core alone", CoreOnly(core))]}
+    ceiling = ReferencePlans(guide, core)
+    ceiling.references = {e.question: {"answer": e.answer, "solution": e.solution} for e in test}
+    systems["ceiling (reference plans)"] = [run("ceiling", ceiling)]
+    systems["untrained guide"] = [run("untrained guide", program, args.exec_samples)]
+    if args.larger_core:
+        larger = Core(args.larger_core, task=task.signature, max_tokens=task.core_max_tokens)
+        systems[f"core alone ({args.larger_core})"] = [run("larger core", CoreOnly(larger))]
+    best_stages = []
+    stages = ("sample", "sft", "rl") if args.rl_steps > 0 else ("sample", "sft")
+    for seed in seeds:
+        tuner = ExecTune(
+            teachers, task.metric, stages=stages,
+            sampling=SamplingConfig(candidates=args.candidates, show_reference=True),
+            sft=SFTStageConfig(epochs=args.sft_epochs, seed=seed),
+            rl=RLStageConfig(max_steps=max(args.rl_steps, 1), seed=seed,
+                             per_device_batch_size=args.rl_batch_size,
+                             max_completion_length=task.guide_max_tokens),
+            output_dir=args.out / f"seed-{seed}", seed=seed, eval_threads=args.threads,
+            exec_samples=args.exec_samples,
+        )  # fmt: skip
+        print(f"[headline] compiling, seed {seed} -> {args.out / f'seed-{seed}'}", flush=True)
+        tuner.compile(program, train, dev)
+        best_stages.append(tuner.report.get("best_stage", stages[-1]))
+        for stage, compiled in tuner.stage_programs.items():
+            if stage in STAGE_NAMES:
+                systems.setdefault(STAGE_NAMES[stage], []).append(
+                    run(f"{STAGE_NAMES[stage]} seed {seed}", compiled, args.exec_samples)
+                )
+        best = tuner.stage_programs[best_stages[-1]]
+        systems.setdefault("ExecTune", []).append(run(f"ExecTune seed {seed}", best))
+
+    alone = systems["core alone"]
+    comparisons = {name: compare(alone, rows, ids) for name, rows in systems.items()
+                   if name != "core alone"}  # fmt: skip
+    ladder = ["untrained guide", *[STAGE_NAMES[s] for s in stages]]
+    adjacent = {f"{a} -> {b}": compare(systems[a], systems[b], ids)
+                for a, b in zip(ladder, ladder[1:], strict=False)
+                if a in systems and b in systems}  # fmt: skip
+    guided = systems["ExecTune"]
+    results = {
+        "task": args.task, "split": "test", "n": len(test), "core": args.core,
+        "guide": args.guide, "teacher": teachers, "train": len(train), "dev": len(dev),
+        "seeds": seeds, "best_stage_per_seed": best_stages,
+        "acc_core_alone": alone[0]["accuracy"]["estimate"],
+        "acc_guided": summary(guided)["mean"],
+        "acc_guided_std": summary(guided)["std"],
+        "p_value": comparisons["ExecTune"]["bootstrap"]["p_value"],
+        "mcnemar_per_seed": comparisons["ExecTune"]["mcnemar"],
+        "executability": statistics.fmean(
+            r["executability"]["estimate"] for r in guided if r["executability"]
+        ) if any(r["executability"] for r in guided) else None,
+        "cost_core_alone": alone[0]["cost_per_query"]["estimate"],
+        "cost_guided": statistics.fmean(r["cost_per_query"]["estimate"] for r in guided),
+        "systems": {name: {"per_seed": rows, "accuracy": summary(rows)}
+                    for name, rows in systems.items()},
+        "vs_core_alone": comparisons,
+        "adjacent_stages": adjacent,
+        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    write_json(args.results, results)
+    plot(results, args.results.with_suffix(".png"))
+    print(table(results), flush=True)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{results['task']} {results['split']}, n={results['n']}, seeds {results['seeds']}",
+             f"{'system':28} {'accuracy (mean, std)':>22} {'vs core: diff, p':>20}"]  # fmt: skip
+    for name, data in results["systems"].items():
+        acc = data["accuracy"]
+        versus = results["vs_core_alone"].get(name)
+        diff = (f"{versus['bootstrap']['difference']:+.3f}, p={versus['bootstrap']['p_value']:.3f}"
+                if versus else "")  # fmt: skip
+        lines.append(f"{name:28} {acc['mean']:>13.3f} ({acc['std']:.3f}) {diff:>20}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, data in results["systems"].items():
+        rows = data["per_seed"]
+        acc = statistics.fmean(r["accuracy"]["estimate"] for r in rows)
+        cost = statistics.fmean(r["cost_per_query"]["estimate"] for r in rows) * 1e6
+        interval = wilson(round(acc * results["n"]), results["n"])
+        ax.errorbar(cost, acc, yerr=[[acc - interval.low], [interval.high - acc]], fmt="o",
+                    capsize=3, label=name)  # fmt: skip
+    ax.set_xlabel("cost per query (micro-dollars, nominal local price)")
+    ax.set_ylabel("test accuracy (95% CI)")
+    ax.set_title(f"{results['task']} test, n={results['n']}, core {results['core']}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    partial = path.with_suffix(".partial.png")
+    fig.savefig(partial, dpi=120)
+    plt.close(fig)
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    main()
