@@ -99,8 +99,12 @@ def compile_command(
         str, typer.Option(help="the core, a LiteLLM string")
     ] = "local/smollm2-135m-instruct",
     teacher: Annotated[
-        str, typer.Option(help="the teacher, a LiteLLM string")
-    ] = "local/smollm2-135m-instruct",
+        str,
+        typer.Option(
+            help="stage-1 strategy sources, comma-separated: LiteLLM strings and/or 'reference' "
+            "(plans derived from reference solutions)"
+        ),
+    ] = "reference",
     stages: Annotated[str, typer.Option(help="comma-separated: sample,sft,rl")] = "sample,sft,rl",
     limit: Annotated[
         int | None, typer.Option(min=1, help="training examples (seeded sample)")
@@ -137,8 +141,9 @@ def compile_command(
     from gcop.programs import get_task
 
     task_obj = get_task(task)
+    sources = [t.strip() for t in teacher.split(",") if t.strip()]
     optimizer = ExecTune(
-        teacher, task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        sources if len(sources) > 1 else sources[0], task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
         sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
         rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,
@@ -146,7 +151,8 @@ def compile_command(
         output_dir=output_dir, seed=seed, eval_threads=threads,
     )  # fmt: skip
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
-    check_models(guide, core, None if optimizer.finished("sample") else teacher)
+    llm_teachers = [] if optimizer.finished("sample") else [s for s in sources if s != "reference"]
+    check_models(guide, core, *llm_teachers)
     trainset = select_examples(task_obj, "train", limit, seed)
     valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
     program = GCoP(

@@ -23,7 +23,10 @@ ITEM = re.compile(r"^\s*(?:(?:step\s*)?\d+\s*[.):]|[-*•]|step\s*\d+\s*[-:.])\s
 """One list item: `1. x`, `2) x`, `- x`, `* x`, `Step 3: x`."""
 FIELD_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
 """DSPy ChatAdapter's field markers, which json-repair would read as nested arrays."""
-FENCE = re.compile(r"```[\w+-]*\s*\n?(.*?)(?:```|\Z)", re.S)
+FENCE = re.compile(r"```([\w+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+PLAN_FENCES = {"", "json", "text", "txt", "markdown", "md", "plaintext"}
+"""Fence tags whose content may be a plan; a ```python block is code, never a plan (JSON-like
+literals inside it are data, not steps)."""
 EXACT_ITEM = re.compile(r"^\d+\.\s+(.+?)\s*$")
 """An item as `Strategy.render` writes it: `1. text`."""
 LAYOUT_ITEM = re.compile(r"^\s*(?:\d+\.|-)\s+(.+?)\s*$")
@@ -145,9 +148,11 @@ def repair(model: type[BaseModel], text: str) -> tuple[BaseModel, str] | str:
     """Try every repair in turn; return (instance, what was repaired) or why none worked."""
     attempts: list[tuple[str, Any]] = []
     text = FIELD_MARKER.sub("", text)
-    fenced = FENCE.search(text)
-    candidates = [("fenced", fenced.group(1))] if fenced else []
-    candidates.append(("text", text))
+    candidates = [("fenced", m.group(2)) for m in FENCE.finditer(text)
+                  if m.group(1).lower() in PLAN_FENCES]  # fmt: skip
+    outside_code = FENCE.sub(lambda m: m.group(0) if m.group(1).lower() in PLAN_FENCES else "",
+                             text)  # fmt: skip
+    candidates.append(("text", outside_code))
     for origin, body in candidates:
         layout = parse_layout(model, body)
         if layout is not None:

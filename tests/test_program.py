@@ -134,3 +134,10 @@ def test_wilson_interval() -> None:
     assert interval.low == pytest.approx(0.2366, abs=1e-3)
     assert interval.high == pytest.approx(0.7634, abs=1e-3)
     assert wilson(0, 10).low == 0.0 and wilson(10, 10).high == 1.0
+
+
+def test_saved_program_keeps_its_prompt_formats(api, tmp_path) -> None:
+    saved = GCoP(Guide(MathPlan, lm(api), adapter="chat"), Core(lm(api), adapter="xml"))
+    loaded = GCoP.load(saved.save(tmp_path / "program"))
+    assert (loaded.guide.adapter_name, loaded.core.adapter_name) == ("chat", "xml")
+    assert loaded.guide.format_prompt(question="q") == saved.guide.format_prompt(question="q")
