@@ -143,7 +143,8 @@ def compile_command(
     task_obj = get_task(task)
     sources = [t.strip() for t in teacher.split(",") if t.strip()]
     optimizer = ExecTune(
-        sources if len(sources) > 1 else sources[0], task_obj.metric, stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        sources if len(sources) > 1 else sources[0], task_obj.metric,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
         sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
         rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,

@@ -25,7 +25,9 @@ def test_second_identical_run_makes_zero_model_calls_and_reports_same_cost(
     assert second.accuracy == first.accuracy
     totals = fresh_cache.ledger.as_dict()["openai/gpt-4o-mini"]
     assert totals["cache_hits"] == 8
-    assert totals["cost_saved"] == totals["cost_spent"] > 0
+    # the same 8 costs, summed in whatever order the threads finished
+    assert totals["cost_saved"] == pytest.approx(totals["cost_spent"], rel=1e-12)
+    assert totals["cost_spent"] > 0
     assert fresh_cache.ledger.model_calls() == 8
 
 
