@@ -1,21 +1,26 @@
 """Code generation (HumanEval, MBPP): the plan type, code extraction and an execution metric.
 
-A candidate is scored by running it against the benchmark's own tests in a separate process
-(:func:`gcop.programs.sandbox.run_python`), never in this one.
+A candidate is scored against the benchmark's own tests, never in this process: the tests run
+in one sandbox, the candidate in another, and only plain data passes between them
+(:mod:`gcop.programs.verdict`), so the candidate cannot forge its own pass.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import logging
 import re
-import secrets
 from typing import Any, ClassVar
 
 import dspy
 from pydantic import Field
 
-from gcop.programs.sandbox import run_python
+from gcop.programs.verdict import Verdict, judge
 from gcop.strategy import Strategy
 from gcop.task import Task
+
+log = logging.getLogger(__name__)
 
 
 class SolveCode(dspy.Signature):
@@ -109,36 +114,72 @@ def extract_code(prediction: dspy.Prediction) -> str:
 
 
 def build_program(example: dspy.Example, code: str) -> str:
-    """Candidate + the example's tests, as one script that fails unless every test passes.
+    """The candidate's module as the callee loads it (never with the tests).
 
-    HumanEval (`test` defines `check(candidate)`): the prompt always goes first. Every prompt
-    ends in a docstring-only stub, which is valid Python, so a body-only completion completes
-    it, while a full definition simply replaces it and still gets the prompt's imports
-    (`from typing import List`) and helper functions (HumanEval/10, /38, /50), which a model
-    often uses without repeating. MBPP: candidate, setup code, then the asserts.
+    HumanEval: the prompt always goes first. Every prompt ends in a docstring-only stub,
+    which is valid Python, so a body-only completion completes it, while a full definition
+    simply replaces it and still gets the prompt's imports (`from typing import List`) and
+    helper functions (HumanEval/10, /38, /50), which a model often uses without repeating.
+    MBPP: the candidate, then the setup code.
     """
-    if test := example.get("test"):
-        return f"{example.prompt}{code}\n\n{test}\n\ncheck({example.entry_point})\n"
-    setup = example.get("test_setup_code") or ""
-    return "\n".join([code, setup, *example.tests]) + "\n"
+    if example.get("test"):
+        return f"{example.prompt}{code}\n"
+    return f"{code}\n{example.get('test_setup_code') or ''}\n"
+
+
+def candidate_names(tests: str, context: str) -> list[str]:
+    """Names the tests call without defining them (MBPP: the functions under test): the
+    judge sends calls of these to the candidate. Raises SyntaxError for broken tests."""
+    defined = set(dir(builtins))
+    loaded: list[str] = []
+    for tree in (ast.parse(context), ast.parse(tests)):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                defined.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.arg):
+                defined.add(node.arg)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                loaded.append(node.func.id)
+    return sorted({name for name in loaded if name not in defined})
 
 
 TIMEOUT_S = 10.0
 
 
-def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:
-    """1.0 iff the candidate passes all of the example's tests in the sandbox.
+def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) -> Verdict:
+    """The candidate against the example's own tests (:mod:`gcop.programs.verdict`); a
+    failure of any kind is a failed verdict with its reason, never an exception."""
+    try:
+        candidate = build_program(example, code)
+        if test := example.get("test"):  # HumanEval: check(candidate), the prompt as context
+            context, remote, check = str(example.prompt), [str(example.entry_point)], True
+        else:  # MBPP: its asserts call the candidate's functions by name
+            context, test = str(example.get("test_setup_code") or ""), "\n".join(example.tests)
+            remote = sorted({*candidate_names(test, context), str(example.entry_point)})
+            check = False
+        return judge(candidate, context, test, entry_point=str(example.entry_point),
+                     remote=remote, check=check, timeout_s=timeout_s)  # fmt: skip
+    except Exception as e:
+        log.warning("code metric: %s could not be scored: %r", example.get("id"), e)
+        return Verdict(False, f"not scored: {e!r}", None, None)
 
-    The script ends by printing a fresh random token, so a candidate that exits early with
-    status 0 (`sys.exit(0)` before the tests) does not pass.
-    """
-    code = extract_code(prediction)
+
+def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:
+    """1.0 iff the candidate passes all of the example's tests, as decided by
+    :func:`run_tests` (the tests and the candidate in separate sandboxes, only plain data
+    between them). Never raises: an unscorable candidate scores 0.0."""
+    try:
+        code = extract_code(prediction)
+    except Exception as e:
+        log.warning("code metric: no code in the prediction: %r", e)
+        return 0.0
     if not code.strip():
         return 0.0
-    token = secrets.token_hex(16)
-    result = run_python(build_program(example, code) + f"\nprint({token!r})\n",
-                        timeout_s=TIMEOUT_S)  # fmt: skip
-    return float(result.passed and token in result.stdout)
+    return float(run_tests(example, code).passed)
 
 
 def humaneval_example(row: dict[str, Any]) -> dspy.Example:
