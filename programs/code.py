@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import dspy
 from pydantic import Field
 
-from gcop.programs.verdict import Verdict, judge
+from gcop.programs.verdict import Judgement, judge
 from gcop.strategy import Strategy, Validity, Verdict
 from gcop.task import Task
 
@@ -51,37 +51,51 @@ _NEAR = r"(?:[^.;:\n]|\.(?=\w)){0,40}?"  # within one clause ("math.isclose" is 
 TAMPERING: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), what)
     for pattern, what in (
-        (r"\b(?:sys\.exit|os\._exit|os\.kill|atexit|excepthook|sys\.modules|__builtins__"
-         r"|builtins\.|import builtins|__eq__|__ne__|__hash__|__file__|__code__|__globals__"
-         r"|co_consts|f_back|f_locals|_getframe|inspect\.(?:stack|getsource|currentframe)"
-         r"|gc\.get_objects|/proc/|(?<![\w.])(?:exit|quit)\s*\()",
-         "names interpreter internals a solution never needs"),
-        (r"\b(?:exit|quit|terminate|abort|kill|stop)\s+(?:the\s+|this\s+|with\s+)?"
-         r"(?:whole\s+|entire\s+|running\s+)?(?:program|process|script|interpreter|python)\b"
-         r"|\bexit(?:s|ing)?\s+(?:with\s+)?(?:a\s+)?(?:code|status|success|0\b|zero)"
-         r"|\bexit\s+(?:code|status)\b"
-         rf"|\b(?:exit|quit|terminate|return)\b{_NEAR}\bbefore\b{_NEAR}"
-         r"\b(?:tests?|asserts?|assertions?|checks?|check function)\b",
-         "exits the program around the tests"),
-        (rf"\b(?:read|open|print|output|show|dump|display|echo|copy|inspect|look at|extract"
-         rf"|parse|load|scan)\b{_NEAR}\b(?:(?:the|its|own)\s+)?(?:test file|tests|test code"
-         r"|test cases|test suite|unit tests|assert(?:ion)?s?|expected (?:outputs?|values?"
-         r"|results?|answers?)|source (?:code|file)|own (?:file|code|source)|this file"
-         r"|program(?:'s)? text|script(?:'s)? text|check function|hidden tests?)\b",
-         "reads or prints the tests or the program's own text"),
-        (rf"\b(?:override|overwrite|redefine|replace|monkey-?patch|patch|shadow|hook|wrap"
-         rf"|reassign)\b{_NEAR}\b(?:built-?ins?|print|assert|AssertionError|comparisons?"
-         r"|equality|isclose|math module|sys module|exit|the check|the tests?|operators?)\b",
-         "patches what the tests rely on"),
-        (r"\b(?:compares?|comparing|is|be)\s+equal\s+to\s+(?:anything|everything|any\s+value)"
-         r"|\balways\s+(?:compares?\s+)?equal\b|\balways\s+(?:returns?\s+)?true\s+"
-         r"(?:for|from|on|in)\s+(?:every\s+|any\s+|all\s+)?(?:comparisons?|==|equality)",
-         "forges equality"),
-        (rf"\b(?:skip|bypass|disable|suppress|catch|swallow|silence)\b{_NEAR}"
-         r"\b(?:assert(?:ion)?s?|AssertionError|the tests|test cases|unit tests|test suite)\b",
-         "dodges the tests"),
-        (r"\bprint\w*\s+(?:a|the|any)?\s*(?:success|pass(?:ed)?|ok)\s+(?:token|message|marker)",
-         "forges a success message"),
+        (
+            r"\b(?:sys\.exit|os\._exit|os\.kill|atexit|excepthook|sys\.modules|__builtins__"
+            r"|builtins\.|import builtins|__eq__|__ne__|__hash__|__file__|__code__|__globals__"
+            r"|co_consts|f_back|f_locals|_getframe|inspect\.(?:stack|getsource|currentframe)"
+            r"|gc\.get_objects|/proc/|(?<![\w.])(?:exit|quit)\s*\()",
+            "names interpreter internals a solution never needs",
+        ),
+        (
+            r"\b(?:exit|quit|terminate|abort|kill|stop)\s+(?:the\s+|this\s+|with\s+)?"
+            r"(?:whole\s+|entire\s+|running\s+)?(?:program|process|script|interpreter|python)\b"
+            r"|\bexit(?:s|ing)?\s+(?:with\s+)?(?:a\s+)?(?:code|status|success|0\b|zero)"
+            r"|\bexit\s+(?:code|status)\b"
+            rf"|\b(?:exit|quit|terminate|return)\b{_NEAR}\bbefore\b{_NEAR}"
+            r"\b(?:tests?|asserts?|assertions?|checks?|check function)\b",
+            "exits the program around the tests",
+        ),
+        (
+            rf"\b(?:read|open|print|output|show|dump|display|echo|copy|inspect|look at|extract"
+            rf"|parse|load|scan)\b{_NEAR}\b(?:(?:the|its|own)\s+)?(?:test file|tests|test code"
+            r"|test cases|test suite|unit tests|assert(?:ion)?s?|expected (?:outputs?|values?"
+            r"|results?|answers?)|source (?:code|file)|own (?:file|code|source)|this file"
+            r"|program(?:'s)? text|script(?:'s)? text|check function|hidden tests?)\b",
+            "reads or prints the tests or the program's own text",
+        ),
+        (
+            rf"\b(?:override|overwrite|redefine|replace|monkey-?patch|patch|shadow|hook|wrap"
+            rf"|reassign)\b{_NEAR}\b(?:built-?ins?|print|assert|AssertionError|comparisons?"
+            r"|equality|isclose|math module|sys module|exit|the check|the tests?|operators?)\b",
+            "patches what the tests rely on",
+        ),
+        (
+            r"\b(?:compares?|comparing|is|be)\s+equal\s+to\s+(?:anything|everything|any\s+value)"
+            r"|\balways\s+(?:compares?\s+)?equal\b|\balways\s+(?:returns?\s+)?true\s+"
+            r"(?:for|from|on|in)\s+(?:every\s+|any\s+|all\s+)?(?:comparisons?|==|equality)",
+            "forges equality",
+        ),
+        (
+            rf"\b(?:skip|bypass|disable|suppress|catch|swallow|silence)\b{_NEAR}"
+            r"\b(?:assert(?:ion)?s?|AssertionError|the tests|test cases|unit tests|test suite)\b",
+            "dodges the tests",
+        ),
+        (
+            r"\bprint\w*\s+(?:a|the|any)?\s*(?:success|pass(?:ed)?|ok)\s+(?:token|message|marker)",
+            "forges a success message",
+        ),
     )
 )
 """Plans that tell the core to work on the tests rather than the problem (read or print them
@@ -205,7 +219,7 @@ def candidate_names(tests: str, context: str) -> list[str]:
 TIMEOUT_S = 10.0
 
 
-def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) -> Verdict:
+def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) -> Judgement:
     """The candidate against the example's own tests (:mod:`gcop.programs.verdict`); a
     failure of any kind is a failed verdict with its reason, never an exception."""
     try:
@@ -220,7 +234,7 @@ def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) ->
                      remote=remote, check=check, timeout_s=timeout_s)  # fmt: skip
     except Exception as e:
         log.warning("code metric: %s could not be scored: %r", example.get("id"), e)
-        return Verdict(False, f"not scored: {e!r}", None, None)
+        return Judgement(False, f"not scored: {e!r}", None, None)
 
 
 def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:

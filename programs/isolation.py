@@ -32,9 +32,17 @@ MOUNTS = """\
 import ctypes, os
 def _mount(what, where, kind, flags, options):
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(what.encode(), where.encode(), kind.encode(), flags, options.encode()):
+    code = (lambda s: s.encode() if s is not None else None)
+    if libc.mount(code(what), code(where), code(kind), flags, code(options)):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), where)
+def bind_python(tree_fd, mounted):
+    # The interpreter's install tree (an O_PATH fd opened before the mounts), bound where
+    # the run's uid can reach it: pyenv under /root (mode 700) or one under /tmp still runs.
+    where = "/run/gcop-python" if "/run" in mounted else "/tmp/.gcop-python"
+    os.mkdir(where, 0o755)
+    _mount(f"/proc/self/fd/{tree_fd}", where, None, 4096 | 16384, None)  # MS_BIND | MS_REC
+    return where
 def private_mounts(dirs, size_mb):
     done = []
     for where in dirs:  # MS_NOSUID | MS_NODEV
@@ -181,10 +189,6 @@ def _v1_bases() -> list[Path] | None:
     return bases
 
 
-def _limit(path: Path, value: str) -> None:
-    path.write_text(value)
-
-
 def make_cgroup(memory_bytes: int, pids: int, base: tuple[int, list[Path]] | None) -> Cgroup:
     """A fresh cgroup under `base` (from :func:`cgroup_base`) with the two limits set."""
     assert base is not None
@@ -197,16 +201,16 @@ def make_cgroup(memory_bytes: int, pids: int, base: tuple[int, list[Path]] | Non
             group.dirs.append(parent / name)
         if version == 2:
             d = group.dirs[0]
-            _limit(d / "memory.max", str(memory_bytes))
+            (d / "memory.max").write_text(str(memory_bytes))
             with contextlib.suppress(OSError):  # no swap accounting: nothing to turn off
-                _limit(d / "memory.swap.max", "0")
-            _limit(d / "pids.max", str(pids))
+                (d / "memory.swap.max").write_text("0")
+            (d / "pids.max").write_text(str(pids))
         else:
             memory, pid = group.dirs
-            _limit(memory / "memory.limit_in_bytes", str(memory_bytes))
+            (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
             with contextlib.suppress(OSError):  # only with swap accounting
-                _limit(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
-            _limit(pid / "pids.max", str(pids))
+                (memory / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            (pid / "pids.max").write_text(str(pids))
     except OSError:
         group.remove()
         raise
@@ -225,8 +229,10 @@ def cgroup_base() -> tuple[int, list[Path]] | None:
             base = (version, [found] if isinstance(found, Path) else found)
             make_cgroup(64 << 20, 16, base).remove()
             return base
-    log.warning("sandbox: no writable cgroup with memory and pids controllers here: memory "
-                "and process limits hold per process and per uid, not for the whole tree")  # fmt: skip
+    log.warning(
+        "sandbox: no writable cgroup with memory and pids controllers here: memory and "
+        "process limits hold per process and per uid, not for the whole tree"
+    )
     return None
 
 

@@ -141,7 +141,9 @@ def _limits(timeout_s: float, memory_mb: int, file_bytes: int, uid: int | None,
 # may live where the run's uid cannot reach it (pyenv under /root, mode 700) or under a
 # private mount: then it is exec'd through a descriptor of its install tree opened first
 # (/proc/self/fd/N skips the ancestors' permission checks and sees the host's mounts).
-_BOOT = MOUNTS + """\
+_BOOT = (
+    MOUNTS
+    + """\
 import json, resource, sys
 with os.fdopen(int(sys.argv[1])) as f:
     cfg = json.load(f)
@@ -168,7 +170,8 @@ try:
     exe, uid, work = sys.executable, cfg["uid"], cfg["work"]
     tree, real = os.open(sys.base_prefix, os.O_PATH), os.path.realpath(exe)
     if cfg["mounts"]:
-        private_mounts(cfg["private"], cfg["tmpfs_mb"])
+        mounted = private_mounts(cfg["private"], cfg["tmpfs_mb"])
+        exe = os.path.join(bind_python(tree, mounted), os.path.relpath(real, sys.base_prefix))
         os.mkdir(work, 0o700)
     for name, text in cfg["files"].items():
         with open(os.path.join(work, name), "w", encoding="utf-8") as f:
@@ -201,10 +204,9 @@ if child == 0:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-        under = any(real == d or real.startswith(d + "/") for d in cfg["private"])
-        if uid is not None and not (os.access(exe, os.X_OK) and os.access(os.__file__, os.R_OK)
-                                    or under) or under:
-            os.set_inheritable(tree, True)
+        if uid is not None and not cfg["mounts"] and not (
+                os.access(exe, os.X_OK) and os.access(os.__file__, os.R_OK)):
+            os.set_inheritable(tree, True)  # no mount namespace to bind it in
             exe = f"/proc/self/fd/{tree}/{os.path.relpath(real, sys.base_prefix)}"
         os.chdir(work)
         os.environ.update(HOME=work, TMPDIR=work)
@@ -227,6 +229,7 @@ while True:
 tell(wait_status=status, cpu_s=usage.ru_utime + usage.ru_stime,
      no_routes=no_routes() - routes, start_error=start_error)
 """
+)
 
 # The run: the audit hook first (no user code before it), then main.py as __main__. The hook
 # reports socket use down a pipe (appending only: nothing can be taken back). With a network

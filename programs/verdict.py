@@ -17,7 +17,6 @@ callee then exits 0; both statuses come from the sandbox's facts, not from print
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -159,7 +158,7 @@ def _script(body: str, **config: object) -> str:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Judgement:
     """`passed` is decided here, from the two runs' statuses; `reason` says why not."""
 
     passed: bool
@@ -169,7 +168,7 @@ class Verdict:
 
 
 def judge(candidate: str, context: str, tests: str, *, entry_point: str, remote: list[str],
-          check: bool, timeout_s: float = 10.0, memory_mb: int = 1024) -> Verdict:  # fmt: skip
+          check: bool, timeout_s: float = 10.0, memory_mb: int = 1024) -> Judgement:  # fmt: skip
     """Run `tests` (after `context`, trusted benchmark code) against `candidate`.
 
     `remote`: names the tests call that belong to the candidate (MBPP: the functions its
@@ -195,7 +194,7 @@ def judge(candidate: str, context: str, tests: str, *, entry_point: str, remote:
     tested = results["judge"]
     if not tested.passed:
         reason = f"tests {tested.status}: {tested.reason}"
-        return Verdict(False, reason, tested, callee)
+        return Judgement(False, reason, tested, callee)
     if not callee.passed:
-        return Verdict(False, f"candidate {callee.status}: {callee.reason}", tested, callee)
-    return Verdict(True, "", tested, callee)
+        return Judgement(False, f"candidate {callee.status}: {callee.reason}", tested, callee)
+    return Judgement(True, "", tested, callee)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gcop.programs import isolation, sandbox
+from gcop.programs import isolation
 from gcop.programs.isolation import Isolation
 from gcop.programs.sandbox import SandboxResult, run_python
 
