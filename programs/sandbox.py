@@ -139,8 +139,9 @@ def _limits(timeout_s: float, memory_mb: int, file_bytes: int, uid: int | None,
 # where there are some. Not preexec_fn: that runs Python between fork and exec, which can
 # deadlock when the parent has threads (metrics run in evaluator threads). The interpreter
 # may live where the run's uid cannot reach it (pyenv under /root, mode 700) or under a
-# private mount: then it is exec'd through a descriptor of its install tree opened first
-# (/proc/self/fd/N skips the ancestors' permission checks and sees the host's mounts).
+# private mount, so a descriptor of its install tree is opened first: with a mount namespace
+# it is bind-mounted at a reachable path; without one the run is exec'd through it
+# (/proc/self/fd/N skips the ancestors' permission checks).
 _BOOT = (
     MOUNTS
     + """\
@@ -148,6 +149,7 @@ import json, resource, sys
 with os.fdopen(int(sys.argv[1])) as f:
     cfg = json.load(f)
 report = os.fdopen(cfg["report"], "w")
+os.set_inheritable(cfg["report"], False)  # the facts file: never the run's to write
 def tell(**facts):
     report.write(json.dumps(facts))
     report.flush()

@@ -330,6 +330,29 @@ def test_a_hidden_network_attempt_is_still_blocked(name: str) -> None:
     assert result.status == "blocked", result
 
 
+@pytest.mark.parametrize("how", ["write-facts", "list-descriptors"])
+def test_run_holds_no_file_of_the_sandbox(how: str, mode: str) -> None:
+    """The init's facts file and the config are not among the run's descriptors: it cannot
+    write a report of its own (only stdout, stderr and the hook's pipe are open)."""
+    result = run("""
+        import os, stat
+        for fd in range(3, 256):
+            try:
+                info = os.fstat(fd)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                print("FILE", fd)
+                if %r == "write-facts":
+                    os.write(fd, b'{"wait_status": 0, "cpu_s": 0, "no_routes": 0}')
+            else:
+                print("OTHER", fd, stat.S_IFMT(info.st_mode))
+        raise SystemExit(3)
+    """ % how)
+    assert "FILE" not in result.stdout, result.stdout
+    assert result.status == "crashed" and result.returncode == 3, result
+
+
 # --- memory across children ---
 
 SPREAD = """
