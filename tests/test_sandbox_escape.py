@@ -334,7 +334,7 @@ def test_a_hidden_network_attempt_is_still_blocked(name: str) -> None:
 def test_run_holds_no_file_of_the_sandbox(how: str, mode: str) -> None:
     """The init's facts file and the config are not among the run's descriptors: it cannot
     write a report of its own (only stdout, stderr and the hook's pipe are open)."""
-    result = run("""
+    result = run(f"""
         import os, stat
         for fd in range(3, 256):
             try:
@@ -343,12 +343,12 @@ def test_run_holds_no_file_of_the_sandbox(how: str, mode: str) -> None:
                 continue
             if stat.S_ISREG(info.st_mode):
                 print("FILE", fd)
-                if %r == "write-facts":
-                    os.write(fd, b'{"wait_status": 0, "cpu_s": 0, "no_routes": 0}')
+                if {how!r} == "write-facts":
+                    os.write(fd, b'{{"wait_status": 0, "cpu_s": 0, "no_routes": 0}}')
             else:
                 print("OTHER", fd, stat.S_IFMT(info.st_mode))
         raise SystemExit(3)
-    """ % how)
+    """)
     assert "FILE" not in result.stdout, result.stdout
     assert result.status == "crashed" and result.returncode == 3, result
 
