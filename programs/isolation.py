@@ -8,6 +8,7 @@ Every missing piece is logged as a warning when first probed and named in the ru
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +102,43 @@ def probe(allow_network: bool) -> Isolation:
     log.warning("sandbox: no network namespace here; only a (bypassable) audit hook refuses "
                 "sockets")  # fmt: skip
     return Isolation(missing=("pid", "mount", "net"))
+
+
+# --- seccomp: system calls a scored program never needs ---
+
+DENIED_SYSCALLS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
+    "chroot", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf",
+    "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "open_by_handle_at", "name_to_handle_at",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "swapon", "swapoff", "reboot",
+    "acct", "syslog", "quotactl", "fanotify_init", "fsopen", "fsmount", "fsconfig",
+    "move_mount", "open_tree",
+)  # fmt: skip
+"""Refused with EPERM: debugging other processes, namespaces and mounts, kernel keyrings,
+BPF, perf, userfaultfd, io_uring, modules: the kernel surface exploits go through."""
+
+
+@functools.cache
+def seccomp_program() -> bytes | None:
+    """The run's seccomp filter as a BPF program (allow all but DENIED_SYSCALLS), compiled
+    once by libseccomp through `pyseccomp`; the run's init installs it with one prctl, so no
+    run imports a library for it. None, with a warning, where either is missing."""
+    try:
+        import pyseccomp
+
+        rules = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+        for name in DENIED_SYSCALLS:
+            with contextlib.suppress(Exception):  # not a system call on this architecture
+                rules.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+        with tempfile.TemporaryFile() as out:
+            rules.export_bpf(out)
+            out.seek(0)
+            return out.read()
+    except Exception as e:  # ImportError, or no libseccomp.so.2 on the machine
+        log.warning("sandbox: no seccomp filter (%r); install pyseccomp and libseccomp2 for "
+                    "one", e)  # fmt: skip
+        return None
 
 
 # --- cgroups: memory and process count of the whole tree ---

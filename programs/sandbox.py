@@ -197,15 +197,20 @@ if child == 0:
             pass
         for kind, soft, hard in cfg["limits"]:
             resource.setrlimit(kind, (soft, hard))
-        try:
-            import ctypes
-            ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-        except Exception:
-            pass
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+        if cfg["seccomp"]:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a struct sock_fprog
+            program = ctypes.create_string_buffer(bytes.fromhex(cfg["seccomp"]))
+            class Fprog(ctypes.Structure):
+                _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+            fprog = Fprog(len(program.raw) // 8, ctypes.addressof(program))
+            if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0):
+                raise OSError(ctypes.get_errno(), "seccomp filter refused")
         if uid is not None and not cfg["mounts"] and not (
                 os.access(exe, os.X_OK) and os.access(os.__file__, os.R_OK)):
             os.set_inheritable(tree, True)  # no mount namespace to bind it in
@@ -387,6 +392,7 @@ def _run(source: str, timeout_s: float, memory_mb: int, max_output_bytes: int,
             group = isolation.make_cgroup((memory_mb + INIT_MB) * MiB, max_processes + 4, base)
         except OSError as e:
             log.warning("sandbox: no cgroup for this run (%s): limits are per process", e)
+    seccomp = isolation.seccomp_program() or b""
     hook_r, hook_w = os.pipe() if not allow_network else (-1, -1)
     if hook_w >= 0:
         handover.append(hook_w)
@@ -402,7 +408,7 @@ def _run(source: str, timeout_s: float, memory_mb: int, max_output_bytes: int,
                 "private": list(PRIVATE_DIRS) if iso.kernel else [], "tmpfs_mb": memory_mb,
                 "files": {**files, "main.py": source}, "cgroups": group.procs if group else [],
                 "report": report.fileno(), "hook": hook_w, "handover": handover, "run": _RUN,
-                "refuse": "0" if "net" in iso.namespaces else "1",
+                "refuse": "0" if "net" in iso.namespaces else "1", "seccomp": seccomp.hex(),
             }, config)  # fmt: skip
             config.flush()
             config.seek(0)
@@ -444,8 +450,9 @@ def _run(source: str, timeout_s: float, memory_mb: int, max_output_bytes: int,
             os.close(hook_r)
 
     status, code, reason, cpu = _status(facts, timed_out, hooked, oom, stderr, timeout_s)
+    described = _describe(iso, uid, group, bool(seccomp), allow_network)
     return SandboxResult(status, code, stdout, stderr, duration, reason, cut_out or cut_err,
-                         _describe(iso, uid, group, allow_network), uid, cpu)  # fmt: skip
+                         described, uid, cpu)  # fmt: skip
 
 
 def _status(facts: dict | None, timed_out: bool, hooked: bytes, oom: int, stderr: str,
@@ -479,13 +486,13 @@ def _status(facts: dict | None, timed_out: bool, hooked: bytes, oom: int, stderr
     return "crashed", code, f"exit code {code}{': ' + last if last else ''}", cpu
 
 
-def _describe(iso: isolation.Isolation, uid: int | None, group: Cgroup | None,
+def _describe(iso: isolation.Isolation, uid: int | None, group: Cgroup | None, seccomp: bool,
               allow_network: bool) -> str:  # fmt: skip
     parts = [f"uid {uid}" if uid is not None else "caller's uid"]
     parts += [f"{'network' if n == 'net' else n} namespace" for n in iso.namespaces]
     if iso.kernel:
         parts += [f"private {' '.join(PRIVATE_DIRS)}", "/proc hidepid=2"]
     parts.append(f"cgroup v{group.version} (memory, pids)" if group else "no cgroup")
-    parts.append("no seccomp")
+    parts.append("seccomp" if seccomp else "no seccomp")
     parts.append("network allowed" if allow_network else "socket audit hook")
     return ", ".join(parts)

@@ -353,6 +353,35 @@ def test_run_holds_no_file_of_the_sandbox(how: str, mode: str) -> None:
     assert result.status == "crashed" and result.returncode == 3, result
 
 
+# --- seccomp ---
+
+KERNEL_SURFACE = {
+    "unshare-a-user-namespace": "libc.unshare(0x10000000)",  # CLONE_NEWUSER
+    "ptrace-traceme": "libc.ptrace(0, 0, 0, 0)",
+    "keyctl-session-keyring": "libc.syscall(250, 1, None)",  # keyctl(JOIN_SESSION_KEYRING)
+}
+
+
+@pytest.mark.skipif(isolation.seccomp_program() is None, reason="no pyseccomp/libseccomp here")
+@pytest.mark.parametrize("name", sorted(KERNEL_SURFACE))
+def test_seccomp_refuses_kernel_surface(name: str) -> None:
+    """Calls a scored program never needs fail with EPERM (1); threads and subprocesses,
+    which it may need, still work."""
+    if name.startswith("keyctl") and os.uname().machine != "x86_64":
+        pytest.skip("the keyctl number here is x86_64's")
+    result = run(f"""
+        import ctypes, subprocess, sys, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        print({KERNEL_SURFACE[name]}, ctypes.get_errno())
+        worker = threading.Thread(target=print, args=("thread",))
+        worker.start()
+        worker.join()
+        print(subprocess.run([sys.executable, "-c", "print(5)"], capture_output=True).stdout)
+    """)
+    assert result.passed and "seccomp" in result.isolation, result
+    assert result.stdout.split("\n")[:3] == ["-1 1", "thread", "b'5\\n'"], result.stdout
+
+
 # --- memory across children ---
 
 SPREAD = """
@@ -429,6 +458,7 @@ def test_isolation_is_reported_and_probe_warns(caplog: pytest.LogCaptureFixture)
         assert f"{'network' if name == 'net' else name} namespace" in result.isolation
     assert ("private /tmp" in result.isolation) == iso.kernel
     assert ("no cgroup" in result.isolation) == (not CGROUP)
+    assert ("no seccomp" in result.isolation) == (isolation.seccomp_program() is None)
     print("isolation here:", result.isolation)
     sandbox_log = "gcop.programs.sandbox"
     with caplog.at_level("WARNING", logger=sandbox_log):
