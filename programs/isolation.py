@@ -21,39 +21,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gcop.programs.boot import MOUNTS
+
 log = logging.getLogger("gcop.programs.sandbox")
 
 NAMESPACES = ("--pid", "--fork", "--kill-child", "--mount", "--net", "--ipc", "--uts")
 PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 """Overmounted with a fresh tmpfs in the run's mount namespace: what the run writes there dies
 with it, and the host's files and sockets there (/tmp/.X11-unix, /run/dbus) are out of sight."""
-
-# Mounts in the run's own mount and PID namespaces, as root there, before any untrusted code.
-# ctypes, because Python 3.11 has no mount(2) and one `mount` binary per mount costs an exec.
-MOUNTS = """\
-import ctypes, os
-def _mount(what, where, kind, flags, options):
-    libc = ctypes.CDLL(None, use_errno=True)
-    code = (lambda s: s.encode() if s is not None else None)
-    if libc.mount(code(what), code(where), code(kind), flags, code(options)):
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), where)
-def bind_python(tree_fd, mounted):
-    # The interpreter's install tree (an O_PATH fd opened before the mounts), bound where
-    # the run's uid can reach it: pyenv under /root (mode 700) or one under /tmp still runs.
-    where = "/run/gcop-python" if "/run" in mounted else "/tmp/.gcop-python"
-    os.mkdir(where, 0o755)
-    _mount(f"/proc/self/fd/{tree_fd}", where, None, 4096 | 16384, None)  # MS_BIND | MS_REC
-    return where
-def private_mounts(dirs, size_mb):
-    done = []
-    for where in dirs:  # MS_NOSUID | MS_NODEV
-        if os.path.isdir(where) and not os.path.islink(where):
-            _mount("tmpfs", where, "tmpfs", 2 | 4, f"size={size_mb}m,mode=1777")
-            done.append(where)
-    _mount("proc", "/proc", "proc", 2 | 4 | 8, "hidepid=2")  # + MS_NOEXEC
-    return done
-"""
 
 
 @dataclass(frozen=True)
