@@ -250,14 +250,22 @@ def test_legitimate_plan_is_valid(steps: list[str], examples: dict[str, dspy.Exa
 
 
 def test_rl_reward_gives_tampering_the_leak_penalty(api, fresh_cache, examples) -> None:
-    """The real reward: a tampering plan gets the leak penalty, and the core never runs."""
+    """The real reward: a tampering plan gets the leak penalty, below a plan the guide cannot
+    even format, and the guided core never runs for it."""
     program = GCoP(Guide(CodePlan, lm(api)), Core(lm(api)))
     reward = ExecutabilityReward(program, [examples["HumanEval/0"]], code_metric,
                                  RewardWeights(cost_weight=0))  # fmt: skip
-    plan = {"approach": "Skip the work.", "steps": TAMPERING_PLANS["exits before the tests"]}
-    content = f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
-    parts = reward.score(content, 0)
-    assert (parts.valid, parts.leak, parts.success) == (1.0, 1.0, 0.0)
-    weights = reward.weights
-    assert parts.total(weights) == pytest.approx(weights.valid - weights.leak_penalty)
-    assert api.model.requests == 0
+    reward.core_alone(0)  # the core-alone call every completion of this example shares
+    served = api.model.requests
+
+    def completion(steps: list[str]) -> str:
+        plan = {"approach": "Solve it directly.", "steps": steps}
+        return f"[[ ## strategy ## ]]\n{json.dumps(plan)}\n\n[[ ## completed ## ]]"
+
+    for name in ("exits before the tests", "reads the tests", "eq always true"):
+        parts = reward.score(completion(TAMPERING_PLANS[name]), 0)
+        assert (parts.leak, parts.success) == (1.0, 0.0), name
+        assert parts.total(reward.weights) == -reward.weights.leak_penalty
+    assert api.model.requests == served  # rejected before any guided core call
+    garbage = reward.score("no plan at all", 0).total(reward.weights)
+    assert garbage > -reward.weights.leak_penalty
