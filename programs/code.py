@@ -1,21 +1,26 @@
 """Code generation (HumanEval, MBPP): the plan type, code extraction and an execution metric.
 
-A candidate is scored by running it against the benchmark's own tests in a separate process
-(:func:`gcop.programs.sandbox.run_python`), never in this one.
+A candidate is scored against the benchmark's own tests, never in this process: the tests run
+in one sandbox, the candidate in another, and only plain data passes between them
+(:mod:`gcop.programs.verdict`), so the candidate cannot forge its own pass.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import logging
 import re
-import secrets
 from typing import Any, ClassVar
 
 import dspy
 from pydantic import Field
 
-from gcop.programs.sandbox import run_python
-from gcop.strategy import Strategy
+from gcop.programs.verdict import Judgement, judge
+from gcop.strategy import Strategy, Validity, Verdict
 from gcop.task import Task
+
+log = logging.getLogger(__name__)
 
 
 class SolveCode(dspy.Signature):
@@ -41,6 +46,61 @@ CODE_LINE = re.compile(
 )
 LEAK_MIN_CHARS = 20
 """A reference line shorter than this ("return True", "else:") is too generic to be a leak."""
+
+_NEAR = r"(?:[^.;:\n]|\.(?=\w)){0,40}?"  # within one clause ("math.isclose" is one word)
+TAMPERING: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.I), what)
+    for pattern, what in (
+        (
+            r"\b(?:sys\.exit|os\._exit|os\.kill|atexit|excepthook|sys\.modules|__builtins__"
+            r"|builtins\.|import builtins|__eq__|__ne__|__hash__|__file__|__code__|__globals__"
+            r"|co_consts|f_back|f_locals|_getframe|inspect\.(?:stack|getsource|currentframe)"
+            r"|gc\.get_objects|/proc/|(?<![\w.])(?:exit|quit)\s*\()",
+            "names interpreter internals a solution never needs",
+        ),
+        (
+            r"\b(?:exit|quit|terminate|abort|kill|stop)\s+(?:the\s+|this\s+|with\s+)?"
+            r"(?:whole\s+|entire\s+|running\s+)?(?:program|process|script|interpreter|python)\b"
+            r"|\bexit(?:s|ing)?\s+(?:with\s+)?(?:a\s+)?(?:code|status|success|0\b|zero)"
+            r"|\bexit\s+(?:code|status)\b"
+            rf"|\b(?:exit|quit|terminate|return)\b{_NEAR}\bbefore\b{_NEAR}"
+            r"\b(?:tests?|asserts?|assertions?|checks?|check function)\b",
+            "exits the program around the tests",
+        ),
+        (
+            rf"\b(?:read|open|print|output|show|dump|display|echo|copy|inspect|look at|extract"
+            rf"|parse|load|scan)\b{_NEAR}\b(?:(?:the|its|own)\s+)?(?:test file|tests|test code"
+            r"|test cases|test suite|unit tests|assert(?:ion)?s?|expected (?:outputs?|values?"
+            r"|results?|answers?)|source (?:code|file)|own (?:file|code|source)|this file"
+            r"|program(?:'s)? text|script(?:'s)? text|check function|hidden tests?)\b",
+            "reads or prints the tests or the program's own text",
+        ),
+        (
+            rf"\b(?:override|overwrite|redefine|replace|monkey-?patch|patch|shadow|hook|wrap"
+            rf"|reassign)\b{_NEAR}\b(?:built-?ins?|print|assert|AssertionError|comparisons?"
+            r"|equality|isclose|math module|sys module|exit|the check|the tests?|operators?)\b",
+            "patches what the tests rely on",
+        ),
+        (
+            r"\b(?:compares?|comparing|is|be)\s+equal\s+to\s+(?:anything|everything|any\s+value)"
+            r"|\balways\s+(?:compares?\s+)?equal\b|\balways\s+(?:returns?\s+)?true\s+"
+            r"(?:for|from|on|in)\s+(?:every\s+|any\s+|all\s+)?(?:comparisons?|==|equality)",
+            "forges equality",
+        ),
+        (
+            rf"\b(?:skip|bypass|disable|suppress|catch|swallow|silence)\b{_NEAR}"
+            r"\b(?:assert(?:ion)?s?|AssertionError|the tests|test cases|unit tests|test suite)\b",
+            "dodges the tests",
+        ),
+        (
+            r"\bprint\w*\s+(?:a|the|any)?\s*(?:success|pass(?:ed)?|ok)\s+(?:token|message|marker)",
+            "forges a success message",
+        ),
+    )
+)
+"""Plans that tell the core to work on the tests rather than the problem (read or print them
+or the program, exit around them, patch what they use, forge equality or success). Scored
+as leaks: the RL reward gives them its largest penalty, not the neutral 0 of an invalid plan."""
 
 
 class CodePlan(Strategy):
@@ -77,6 +137,20 @@ class CodePlan(Strategy):
             problems.append(f"contains code ({code.group(0).strip()!r}); a plan is in words")
         return problems
 
+    def check(self, example: dspy.Example | None = None) -> Validity:
+        """Tampering first (a LEAK, with or without the example), then the usual checks."""
+        if reason := self.tampering():
+            return Validity(Verdict.LEAK, reason)
+        return super().check(example)
+
+    def tampering(self) -> str | None:
+        """Why this plan aims at the tests instead of the problem, or None."""
+        text = _squash(self.render())
+        for pattern, what in TAMPERING:
+            if found := pattern.search(text):
+                return f"the plan {what} ({found.group(0).strip()!r})"
+        return None
+
     def leaks(self, example: dspy.Example) -> str | None:
         plan = _squash(self.render())
         prompt = _squash(str(example.get("prompt") or ""))
@@ -109,36 +183,72 @@ def extract_code(prediction: dspy.Prediction) -> str:
 
 
 def build_program(example: dspy.Example, code: str) -> str:
-    """Candidate + the example's tests, as one script that fails unless every test passes.
+    """The candidate's module as the callee loads it (never with the tests).
 
-    HumanEval (`test` defines `check(candidate)`): the prompt always goes first. Every prompt
-    ends in a docstring-only stub, which is valid Python, so a body-only completion completes
-    it, while a full definition simply replaces it and still gets the prompt's imports
-    (`from typing import List`) and helper functions (HumanEval/10, /38, /50), which a model
-    often uses without repeating. MBPP: candidate, setup code, then the asserts.
+    HumanEval: the prompt always goes first. Every prompt ends in a docstring-only stub,
+    which is valid Python, so a body-only completion completes it, while a full definition
+    simply replaces it and still gets the prompt's imports (`from typing import List`) and
+    helper functions (HumanEval/10, /38, /50), which a model often uses without repeating.
+    MBPP: the candidate, then the setup code.
     """
-    if test := example.get("test"):
-        return f"{example.prompt}{code}\n\n{test}\n\ncheck({example.entry_point})\n"
-    setup = example.get("test_setup_code") or ""
-    return "\n".join([code, setup, *example.tests]) + "\n"
+    if example.get("test"):
+        return f"{example.prompt}{code}\n"
+    return f"{code}\n{example.get('test_setup_code') or ''}\n"
+
+
+def candidate_names(tests: str, context: str) -> list[str]:
+    """Names the tests call without defining them (MBPP: the functions under test): the
+    judge sends calls of these to the candidate. Raises SyntaxError for broken tests."""
+    defined = set(dir(builtins))
+    loaded: list[str] = []
+    for tree in (ast.parse(context), ast.parse(tests)):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+                defined.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.arg):
+                defined.add(node.arg)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                loaded.append(node.func.id)
+    return sorted({name for name in loaded if name not in defined})
 
 
 TIMEOUT_S = 10.0
 
 
-def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:
-    """1.0 iff the candidate passes all of the example's tests in the sandbox.
+def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) -> Judgement:
+    """The candidate against the example's own tests (:mod:`gcop.programs.verdict`); a
+    failure of any kind is a failed verdict with its reason, never an exception."""
+    try:
+        candidate = build_program(example, code)
+        if test := example.get("test"):  # HumanEval: check(candidate), the prompt as context
+            context, remote, check = str(example.prompt), [str(example.entry_point)], True
+        else:  # MBPP: its asserts call the candidate's functions by name
+            context, test = str(example.get("test_setup_code") or ""), "\n".join(example.tests)
+            remote = sorted({*candidate_names(test, context), str(example.entry_point)})
+            check = False
+        return judge(candidate, context, test, entry_point=str(example.entry_point),
+                     remote=remote, check=check, timeout_s=timeout_s)  # fmt: skip
+    except Exception as e:
+        log.warning("code metric: %s could not be scored: %r", example.get("id"), e)
+        return Judgement(False, f"not scored: {e!r}", None, None)
 
-    The script ends by printing a fresh random token, so a candidate that exits early with
-    status 0 (`sys.exit(0)` before the tests) does not pass.
-    """
-    code = extract_code(prediction)
+
+def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> float:
+    """1.0 iff the candidate passes all of the example's tests, as decided by
+    :func:`run_tests` (the tests and the candidate in separate sandboxes, only plain data
+    between them). Never raises: an unscorable candidate scores 0.0."""
+    try:
+        code = extract_code(prediction)
+    except Exception as e:
+        log.warning("code metric: no code in the prediction: %r", e)
+        return 0.0
     if not code.strip():
         return 0.0
-    token = secrets.token_hex(16)
-    result = run_python(build_program(example, code) + f"\nprint({token!r})\n",
-                        timeout_s=TIMEOUT_S)  # fmt: skip
-    return float(result.passed and token in result.stdout)
+    return float(run_tests(example, code).passed)
 
 
 def humaneval_example(row: dict[str, Any]) -> dspy.Example:

@@ -1,41 +1,45 @@
-"""Run untrusted, model-written Python in a separate, limited process.
+"""Run untrusted, model-written Python in a separate process that the kernel isolates.
 
-The child runs `main.py` in a fresh temporary directory (its HOME and TMPDIR, deleted
-afterwards), with only PATH, LANG, HOME and TMPDIR in its environment and rlimits on CPU time,
-address space, file size, open files and processes. As root, each run gets a fresh
-unprivileged uid (no groups, no_new_privs): it cannot write outside its directory, read root's
-files or environments, gain privileges from setuid binaries or signal other runs, and whatever
-that uid still runs or left in the shared temp dirs afterwards is killed or removed (a child
-that left the process group with setsid() included). The network is an empty namespace
-(`unshare`) where the machine allows it, plus, always, an audit hook that refuses sockets and
-name lookups and reports the attempt ("blocked"). At the deadline the group is SIGKILLed.
-Not covered (README, "Code execution"): no seccomp or cgroup (the kernel is shared; memory is
-per process), the hook alone is bypassable (ctypes, another program), and without root the
-child keeps the caller's uid.
+A run is a tree under a trusted *init*: `unshare` starts our boot script as PID 1 of fresh
+PID, mount, network, IPC and UTS namespaces; it joins a cgroup (memory and pids of the whole
+tree), mounts a private tmpfs over /tmp, /var/tmp, /dev/shm and /run and a fresh /proc
+(hidepid=2), writes the work dir there, then forks the run: rlimits, a fresh unprivileged uid
+(no groups, no_new_privs), `python -I main.py`. The init waits for it and writes the facts
+(wait status, CPU time, the namespace's no-route counter) to a file only it holds; when the
+init exits, the kernel kills whatever is left in the namespace and the mounts vanish with it.
+The status comes from those facts and the parent's own timer, never from what the run prints.
+Where the machine refuses a piece, the run says so in `isolation` and a warning is logged
+(:mod:`gcop.programs.isolation`); the older guards (per-uid sweep, audit hook) then carry it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import logging
 import math
 import os
 import resource
 import secrets
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-Status = Literal["passed", "failed", "timed_out", "crashed", "blocked"]
+from gcop.programs import isolation
+from gcop.programs.boot import BOOT, RUN
+from gcop.programs.isolation import PRIVATE_DIRS, Cgroup, remove_tree
+
+log = logging.getLogger("gcop.programs.sandbox")
+
+Status = Literal["passed", "failed", "timed_out", "crashed", "blocked", "error"]
 MiB = 1 << 20
 UID_BASE, UID_COUNT = 1 << 30, 1 << 24
 """Per-run uids: far above login users, systemd's dynamic users and usual subuid ranges."""
@@ -43,14 +47,18 @@ _LEASED: set[int] = set()  # uids of runs in progress here: two concurrent runs 
 _LEASE_LOCK = threading.Lock()
 NOBODY = 65534
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-"""World-writable dirs the child could leave files in; swept after a run with a fresh uid."""
+"""World-writable dirs swept by uid after a run that had no private mounts."""
+INIT_MB = 48
+"""Memory the cgroup allows on top of `memory_mb`, for the init (a small Python process)."""
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """`passed`: exit 0; `failed`: an AssertionError ended it (the tests ran and one failed);
-    `timed_out`: wall or CPU deadline; `blocked`: it tried the network; `crashed`: anything
-    else (exception, exit code, signal, a resource limit). `isolation` says what held it."""
+    """`passed`: exit status 0; `timed_out`: the parent's wall timer, or a CPU-limit kill
+    after the CPU time was spent; `blocked`: it tried the network; `crashed`: a non-zero exit,
+    a signal or a limit; `error`: the sandbox itself failed (the run is not to be trusted);
+    `failed` is the code metric's (an answer was wrong), never a run's. `reason` may quote the
+    run's last stderr line, for people; no status is read from it. `isolation`: what held it."""
 
     status: Status
     returncode: int | None
@@ -61,6 +69,7 @@ class SandboxResult:
     truncated: bool = False
     isolation: str = ""
     uid: int | None = None  # the uid the child ran as; None: the caller's
+    cpu_s: float | None = None  # the run's CPU time, as its init measured it
 
     @property
     def passed(self) -> bool:
@@ -68,29 +77,18 @@ class SandboxResult:
 
 
 def _tasks(uid: int) -> dict[int, int]:
-    """Live (not zombie) processes whose real uid is `uid`, with their thread counts."""
+    """Processes of real uid `uid` with a live thread, with their thread counts. A zombie
+    leader whose other threads still run (its main thread exited) counts: Threads > 1."""
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, KeyError):
             lines = Path(f"/proc/{pid}/status").read_text().splitlines()
             fields = dict(line.split(":", 1) for line in lines if ":" in line)
-            if fields["Uid"].split()[0] == str(uid) and fields["State"].split()[0] not in "ZX":
-                found[int(pid)] = int(fields.get("Threads", "1").strip() or 1)
+            threads = int(fields.get("Threads", "1").strip() or 1)
+            dead = fields["State"].split()[0] in "ZX" and threads <= 1
+            if fields["Uid"].split()[0] == str(uid) and not dead:
+                found[int(pid)] = threads
     return found
-
-
-@functools.cache
-def _netns_prefix() -> tuple[str, ...]:
-    """`unshare` with a new, empty network and IPC namespace, or () where the machine refuses
-    (a container without CAP_SYS_ADMIN, user namespaces disabled); probed once."""
-    if (tool := shutil.which("unshare")) is None:
-        return ()
-    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]  # root needs no userns
-    prefix = (tool, *user, "--net", "--ipc", "--")
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
-            return prefix
-    return ()
 
 
 def _fresh_uid() -> int | None:
@@ -110,9 +108,13 @@ def _fresh_uid() -> int | None:
     return NOBODY
 
 
+def _cpu_limit(timeout_s: float) -> int:
+    return math.ceil(timeout_s) + 1  # SIGXCPU at this soft limit, SIGKILL one second later
+
+
 def _limits(timeout_s: float, memory_mb: int, file_bytes: int, uid: int | None,
             max_processes: int) -> list[tuple[int, int, int]]:  # fmt: skip
-    cpu = math.ceil(timeout_s) + 1  # SIGXCPU at the soft limit, SIGKILL one second later
+    cpu = _cpu_limit(timeout_s)
     wanted = [
         (resource.RLIMIT_CPU, cpu, cpu + 1),
         (resource.RLIMIT_AS, memory_mb * MiB, memory_mb * MiB),
@@ -134,60 +136,9 @@ def _limits(timeout_s: float, memory_mb: int, file_bytes: int, uid: int | None,
     return limits
 
 
-# Runs as the caller (-S: it needs no site-packages), then execs the run. Not preexec_fn: that
-# runs Python between fork and exec, which can deadlock when the parent has threads (metrics
-# run in evaluator threads). The interpreter may live where the sandbox uid cannot reach it
-# (pyenv under /root, mode 700): then it is exec'd through a descriptor of its install tree
-# opened before the drop (/proc/self/fd/N skips the ancestors' permission checks).
-_BOOT = """\
-import json, os, resource, sys
-cfg = json.loads(sys.argv[1])
-for kind, soft, hard in cfg["limits"]:
-    resource.setrlimit(kind, (soft, hard))
-try:  # before the drop, while ctypes is still readable
-    import ctypes
-    ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: setuid binaries gain nothing
-except Exception:
-    pass
-exe, uid = sys.executable, cfg["uid"]
-if uid is not None:
-    tree, real = os.open(sys.base_prefix, os.O_PATH), os.path.realpath(exe)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if not (os.access(exe, os.X_OK) and os.access(os.__file__, os.R_OK)):
-        os.set_inheritable(tree, True)
-        exe = f"/proc/self/fd/{tree}/{os.path.relpath(real, sys.base_prefix)}"
-os.execv(exe, [exe, "-I", "-c", cfg["run"], str(cfg["report"])])
-"""
-
-# The run: the audit hook first (no user code before it), then main.py as __main__. A
-# blocked attempt is also written to the report file, so catching the error does not hide it.
-_RUN = """\
-import os, runpy, sys
-class SandboxBlocked(PermissionError):
-    pass
-def hook(event, args, fd=int(sys.argv[1]), events=frozenset({"socket.connect", "socket.bind",
-         "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname",
-         "socket.gethostbyaddr", "socket.getnameinfo"})):
-    if event in events:
-        shown = tuple(a for a in args if type(a).__name__ != "socket")
-        try:
-            os.write(fd, f"{event} {shown!r}"[:300].encode() + b"\\n")
-        except Exception:
-            pass
-        raise SandboxBlocked(f"network access is blocked by the sandbox ({event})")
-if sys.argv[1] != "-1":
-    sys.addaudithook(hook)
-del hook
-sys.argv = ["main.py"]
-runpy.run_path("main.py", run_name="__main__")
-"""
-
-
 def _sweep(uid: int) -> None:
-    """Kill what outlived the process group and delete what the run left in shared temp dirs:
-    with a fresh uid, everything that uid owns is this run's."""
+    """Without a PID namespace: kill what outlived the process group and delete what the run
+    left in shared temp dirs and in their world-writable subfolders (/tmp/.X11-unix)."""
     for _ in range(100):  # a fork bomb that left the group may still be forking
         for pid in (pids := _tasks(uid)):
             with contextlib.suppress(ProcessLookupError):
@@ -196,15 +147,25 @@ def _sweep(uid: int) -> None:
             break
         time.sleep(0.005)
     for top in {tempfile.gettempdir(), *SHARED_TMP}:
-        with contextlib.suppress(OSError), os.scandir(top) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_uid != uid:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
+        for path, owner, shared in _entries(top):
+            if owner == uid:
+                remove_tree(path)
+            elif shared:
+                for inner, inner_owner, _ in _entries(path):
+                    if inner_owner == uid:
+                        remove_tree(inner)
+
+
+def _entries(top: str) -> list[tuple[str, int, bool]]:
+    """(path, owner, is a world-writable dir) of each entry of `top`; [] if unreadable."""
+    found = []
+    with contextlib.suppress(OSError), os.scandir(top) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                shared = entry.is_dir(follow_symlinks=False) and bool(st.st_mode & 0o002)
+                found.append((entry.path, st.st_uid, shared))
+    return found
 
 
 def _exits_within(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -223,6 +184,26 @@ def _exits_within(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
         os.close(fd)
 
 
+def _init_pid(proc: subprocess.Popen[bytes]) -> int | None:
+    """The host PID of `unshare`'s forked child (the namespace's init), if it still runs."""
+    with contextlib.suppress(OSError, ValueError):
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        return int(children[0]) if children else None
+    return None
+
+
+def _await_exit(pid: int | None, timeout_s: float = 2.0) -> None:
+    """Wait until `pid` (not our child) is gone: an init's exit means its namespace is empty."""
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.pidfd_open(pid)
+        try:
+            select.select([fd], [], [], timeout_s)
+        finally:
+            os.close(fd)
+
+
 def _tail(f: IO[bytes], cap: int) -> tuple[str, bool]:
     size = f.seek(0, os.SEEK_END)
     f.seek(max(0, size - cap))
@@ -238,68 +219,149 @@ def run_python(
     max_file_bytes: int | None = None,
     max_processes: int = 64,
     allow_network: bool = False,
+    files: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> SandboxResult:
-    """Run `source` as a script in a fresh, limited child process; never raises for its faults.
+    """Run `source` as a script in a fresh, limited child process; never raises.
 
     `max_file_bytes` (default: the larger of 64 MiB and 4 x `max_output_bytes`) bounds every
-    file it writes, stdout and stderr included; `max_processes` counts threads too.
+    file it writes, stdout and stderr included; `max_processes` counts threads too; memory
+    and processes also hold for the whole tree where there is a cgroup. `files` are written
+    beside main.py. `pass_fds` (pipe ends for a protocol with another process) are handed
+    over: the run gets them under the same numbers, and they are closed here.
     """
+    handover = list(pass_fds)  # closed exactly once: a second close could hit a reused fd
+    try:
+        return _run(source, timeout_s, memory_mb, max_output_bytes, max_file_bytes,
+                    max_processes, allow_network, dict(files or {}), handover)  # fmt: skip
+    except Exception as e:  # the sandbox's own failure is a scored outcome, not a crash
+        log.exception("sandbox: the run could not be carried out")
+        return SandboxResult("error", None, "", "", 0.0, f"sandbox error: {e!r}")
+    finally:
+        _close(handover)
+
+
+def _close(fds: list[int]) -> None:
+    while fds:
+        with contextlib.suppress(OSError):
+            os.close(fds.pop())
+
+
+def _run(source: str, timeout_s: float, memory_mb: int, max_output_bytes: int,
+         max_file_bytes: int | None, max_processes: int, allow_network: bool,
+         files: dict[str, str], handover: list[int]) -> SandboxResult:  # fmt: skip
     file_bytes = max_file_bytes or max(64 * MiB, 4 * max_output_bytes)
-    uid, netns = _fresh_uid(), () if allow_network else _netns_prefix()
+    iso = isolation.probe(allow_network)
+    uid = _fresh_uid()
     limits = _limits(timeout_s, memory_mb, file_bytes, uid, max_processes)
-    with (
-        tempfile.TemporaryDirectory(prefix="gcop-sandbox-", ignore_cleanup_errors=True) as tmp,
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.TemporaryFile() as report,
-    ):
-        Path(tmp, "main.py").write_text(source, encoding="utf-8")
-        if uid is not None:
-            for path in (tmp, f"{tmp}/main.py"):
-                os.chown(path, uid, uid)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": tmp, "TMPDIR": tmp}  # fmt: skip
-        fd = -1 if allow_network else report.fileno()
-        cfg = json.dumps({"limits": limits, "uid": uid, "run": _RUN, "report": fd})
-        start, timed_out = time.monotonic(), False
-        proc = subprocess.Popen(
-            [*netns, sys.executable, "-I", "-S", "-c", _BOOT, cfg], cwd=tmp, env=env,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=(report.fileno(),),
-            start_new_session=True,
-        )  # fmt: skip
+    group: Cgroup | None = None
+    if base := isolation.cgroup_base():
         try:
-            timed_out = not _exits_within(proc, timeout_s)
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the group: also what the child forked
-            proc.wait()
+            group = isolation.make_cgroup((memory_mb + INIT_MB) * MiB, max_processes + 4, base)
+        except OSError as e:
+            log.warning("sandbox: no cgroup for this run (%s): limits are per process", e)
+    seccomp = isolation.seccomp_program() or b""
+    hook_r, hook_w = os.pipe() if not allow_network else (-1, -1)
+    if hook_w >= 0:
+        handover.append(hook_w)
+    work = (f"/tmp/gcop-sandbox-{secrets.token_hex(8)}" if iso.kernel
+            else tempfile.mkdtemp(prefix="gcop-sandbox-"))  # fmt: skip
+    start, timed_out, init = time.monotonic(), False, None
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with (tempfile.TemporaryFile("w+") as config, tempfile.TemporaryFile() as out,
+              tempfile.TemporaryFile() as err, tempfile.TemporaryFile("w+") as report):  # fmt: skip
+            json.dump({
+                "limits": limits, "uid": uid, "work": work, "mounts": iso.kernel,
+                "private": list(PRIVATE_DIRS) if iso.kernel else [], "tmpfs_mb": memory_mb,
+                "files": {**files, "main.py": source}, "cgroups": group.procs if group else [],
+                "report": report.fileno(), "hook": hook_w, "handover": handover, "run": RUN,
+                "refuse": "0" if "net" in iso.namespaces else "1", "seccomp": seccomp.hex(),
+                "count_routes": "net" in iso.namespaces,
+            }, config)  # fmt: skip
+            config.flush()
+            config.seek(0)
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   "LANG": os.environ.get("LANG", "C.UTF-8")}  # fmt: skip
+            proc = subprocess.Popen(
+                [*iso.prefix, sys.executable, "-I", "-S", "-c", BOOT, str(config.fileno())],
+                cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                pass_fds=(config.fileno(), report.fileno(), *handover), start_new_session=True,
+            )  # fmt: skip
+            _close(handover)
+            try:
+                timed_out = not _exits_within(proc, timeout_s)
+            finally:
+                init = _init_pid(proc) if iso.kernel else None
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the group: also what the child forked
+                proc.wait()
+                _await_exit(init)
+            duration = time.monotonic() - start
+            stdout, cut_out = _tail(out, max_output_bytes)
+            stderr, cut_err = _tail(err, max_output_bytes)
+            report.seek(0)
+            facts = json.loads(report.read() or "null")
+    finally:
+        if not iso.kernel:
             if uid is not None and uid != NOBODY:  # nobody may be shared: leave it alone
                 _sweep(uid)
-                _LEASED.discard(uid)
-        duration = time.monotonic() - start
-        stdout, cut_out = _tail(out, max_output_bytes)
-        stderr, cut_err = _tail(err, max_output_bytes)
-        report.seek(0)
-        blocked = report.read(1000).decode("utf-8", errors="replace").splitlines()
+            remove_tree(work)
+        oom = group.oom_kills() if group else 0
+        if group:
+            group.remove()
+        _LEASED.discard(uid)  # type: ignore[arg-type]
+        hooked = b""
+        if hook_r >= 0:
+            os.set_blocking(hook_r, False)
+            with contextlib.suppress(OSError):
+                hooked = os.read(hook_r, 1000)
+            os.close(hook_r)
 
-    isolation = [f"uid {uid}" if uid is not None else "caller's uid"]
-    isolation += ["network namespace"] if netns else []
-    isolation.append("network allowed" if allow_network else "socket audit hook")
-    code = proc.returncode
+    status, code, reason, cpu = _status(facts, timed_out, hooked, oom, stderr, timeout_s)
+    described = _describe(iso, uid, group, bool(seccomp), allow_network)
+    return SandboxResult(status, code, stdout, stderr, duration, reason, cut_out or cut_err,
+                         described, uid, cpu)  # fmt: skip
+
+
+def _status(facts: dict | None, timed_out: bool, hooked: bytes, oom: int, stderr: str,
+            timeout_s: float) -> tuple[Status, int | None, str, float | None]:  # fmt: skip
+    """The status from facts: the parent's timer, the init's report (wait status, CPU time,
+    the kernel's no-route counter), the hook's pipe and the cgroup's OOM count."""
+    if timed_out:
+        return "timed_out", None, f"no exit within {timeout_s:g}s (the parent's timer)", None
+    if not facts or "error" in facts:
+        why = (facts or {}).get("error") or "the sandbox's init ended without a report"
+        if oom:
+            return "crashed", None, "out of memory (the cgroup's limit)", None
+        return "error", None, why, None
+    if facts["start_error"]:
+        return "error", None, f"the run could not start: {facts['start_error']}", None
+    code, cpu = os.waitstatus_to_exitcode(facts["wait_status"]), facts["cpu_s"]
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-    if blocked:
-        status, reason = "blocked", f"network access blocked: {blocked[0]}"
-    elif timed_out or code == -signal.SIGXCPU:
-        status, reason = "timed_out", f"no exit within {timeout_s:g}s (wall or CPU)"
-    elif code == 0:
-        status, reason = "passed", ""
-    elif last.startswith("AssertionError"):
-        status, reason = "failed", last
-    elif netns and "Network is unreachable" in last:
-        status, reason = "blocked", f"network access blocked (no network in the namespace): {last}"
-    elif code is not None and code < 0:
-        status, reason = "crashed", f"killed by signal {-code} ({signal.strsignal(-code)})"
-    else:
-        status, reason = "crashed", last or f"exit code {code}"
-    return SandboxResult(status, None if timed_out else code, stdout, stderr, duration,
-                         reason, cut_out or cut_err, ", ".join(isolation), uid)  # fmt: skip
+    said = f" (its stderr: {last})" if last else ""
+    if hooked or facts["no_routes"]:
+        first = hooked.decode(errors="replace").split("\n")[0] or "a packet with no route"
+        return "blocked", code, f"network access blocked: {first}", cpu
+    killed = -code if code < 0 else 0
+    if killed in (signal.SIGXCPU, signal.SIGKILL) and cpu >= _cpu_limit(timeout_s) - 0.05:
+        return "timed_out", code, f"CPU limit: {cpu:.2f}s of CPU time", cpu
+    if killed == signal.SIGKILL and oom:
+        return "crashed", code, "out of memory (the cgroup's limit)", cpu
+    if code == 0:
+        return "passed", code, "", cpu
+    if killed:
+        return "crashed", code, f"killed by signal {killed} ({signal.strsignal(killed)}){said}", cpu
+    return "crashed", code, f"exit code {code}{': ' + last if last else ''}", cpu
+
+
+def _describe(iso: isolation.Isolation, uid: int | None, group: Cgroup | None, seccomp: bool,
+              allow_network: bool) -> str:  # fmt: skip
+    parts = [f"uid {uid}" if uid is not None else "caller's uid"]
+    parts += [f"{'network' if n == 'net' else n} namespace" for n in iso.namespaces]
+    if iso.kernel:
+        parts += [f"private {' '.join(PRIVATE_DIRS)}", "/proc hidepid=2"]
+    parts.append(f"cgroup v{group.version} (memory, pids)" if group else "no cgroup")
+    parts.append("seccomp" if seccomp else "no seccomp")
+    parts.append("network allowed" if allow_network else "socket audit hook")
+    return ", ".join(parts)

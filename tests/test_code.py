@@ -121,12 +121,20 @@ def test_timeout_kills_within_deadline() -> None:
 
 
 def test_stray_children_are_killed() -> None:
+    """A child still sleeping when the run ends is gone by the time run_python returns."""
     source = "import subprocess\nprint(subprocess.Popen(['sleep', '60']).pid, flush=True)\n"
     result = run_python(source, timeout_s=5)
-    assert result.status == "passed"
-    status = Path(f"/proc/{int(result.stdout)}/status")
-    time.sleep(0.2)
-    assert not status.exists() or "State:\tZ" in status.read_text()  # gone, or a dead zombie
+    assert result.status == "passed" and int(result.stdout) > 0
+    if result.uid is not None:  # its own uid: nothing of it may be left
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _uid(p) == result.uid]
+        assert left == []
+
+
+def _uid(proc: Path) -> int | None:
+    try:
+        return proc.stat().st_uid
+    except OSError:
+        return None
 
 
 def test_crashes_and_failures() -> None:
@@ -135,8 +143,10 @@ def test_crashes_and_failures() -> None:
     assert "ValueError: boom" in raised.reason
     exited = run_python("import sys\nsys.exit(3)")
     assert exited.status == "crashed" and exited.returncode == 3
+    # A failed assert is a non-zero exit like any other: the sandbox reads no status from
+    # what the program prints (the reason quotes its last stderr line, for people).
     failed = run_python("assert 1 + 1 == 3, 'arithmetic'")
-    assert failed.status == "failed" and "arithmetic" in failed.reason
+    assert failed.status == "crashed" and failed.returncode == 1 and "arithmetic" in failed.reason
     assert not failed.passed and run_python("print('ok')").passed
 
 
