@@ -196,22 +196,24 @@ class LocalProvider(CustomLLM):
 
 
 def _constraint(loaded: LoadedModel, response_format: Any):
-    """Compile `response_format` for this model, or refuse it with an error that says why."""
-    if constrained.schema_of(response_format) is None:
-        return None
-    if not getattr(loaded.generator, "supports_constraints", False):
-        raise litellm.BadRequestError(
-            f"local model {loaded.spec!r} runs on an engine that cannot decode under "
-            f"response_format ({type(loaded.generator).__name__}); use the transformers engine "
-            "or drop response_format",
-            model=loaded.spec, llm_provider=PROVIDER,
-        )  # fmt: skip
-    eos = [int(t) for t in loaded.generator.eos_token_ids.tolist()]
-    width = loaded.model.get_output_embeddings().weight.shape[0]
+    """Compile `response_format` for this model, or refuse it with an error that says why.
+
+    Errors are litellm.BadRequestError: LiteLLM passes it on unchanged (any other exception
+    becomes an APIConnectionError, which LiteLLM and DSPy retry), and keeps the message.
+    """
     try:
+        if constrained.schema_of(response_format) is None:
+            return None
+        if not getattr(loaded.generator, "supports_constraints", False):
+            raise constrained.ConstraintError(
+                f"local model {loaded.spec!r} runs on an engine that cannot decode under "
+                f"response_format ({type(loaded.generator).__name__}); use the transformers "
+                "engine or drop response_format"
+            )
+        eos = [int(t) for t in loaded.generator.eos_token_ids.tolist()]
+        width = loaded.model.get_output_embeddings().weight.shape[0]
         return constrained.grammar_for(response_format, loaded.tokenizer, eos, width)
     except (constrained.ConstraintError, constrained.MissingExtraError) as error:
-        # BadRequestError: LiteLLM and DSPy do not retry it, and it keeps the message.
         raise litellm.BadRequestError(
             str(error), model=loaded.spec, llm_provider=PROVIDER
         ) from error
