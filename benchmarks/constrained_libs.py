@@ -287,7 +287,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, tokenizer {args.tokenizer} ({vocab} tokens), "
           f"median of {args.repeats}\n")  # fmt: skip
     print("| library | installed MB (new deps) | tokenizer prep s | schema compile ms "
-          "| ms/token, first request | ms/token (mask+advance) | schema checks right |")  # fmt: skip
+          "| ms/token, first request | ms/token (mask+advance) "
+          "| schema checks right |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['library']} {r['version']} | {r['installed_mb']:.0f} ({r['new_deps']}) "
