@@ -59,6 +59,18 @@ def test_constrained_decoding_always_yields_the_type(tiny_model: str, temperatur
         assert response.usage.completion_tokens < 4 * MAX_TOKENS
 
 
+def test_math_plan_response_format_through_local(tiny_model: str) -> None:
+    """The strategy type's own response_format (strict, as the Guide sends it) decodes into
+    that type; MathPlan states no length limits, so greedy decoding (deterministic) is used."""
+    from gcop.programs.math import MathPlan
+
+    assert response_format_for(MathPlan) == MathPlan.response_format()
+    response = complete(f"local/{tiny_model}", max_tokens=400, temperature=0,
+                        response_format=MathPlan.response_format())  # fmt: skip
+    assert response.choices[0].finish_reason == "stop"
+    assert MathPlan.model_validate_json(response.choices[0].message.content).steps
+
+
 def test_response_format_forms_litellm_forwards(tiny_model: str) -> None:
     """A pydantic class, a json_schema dict and json_object all reach the provider."""
     model = f"local/{tiny_model}"
@@ -188,7 +200,7 @@ def test_schema_of_and_response_format_for() -> None:
         response_format_for({"steps": []})
 
 
-def test_missing_library_names_the_extra(tiny_model: str) -> None:
+def test_missing_library_names_the_install(tiny_model: str) -> None:
     """Without llguidance, response_format fails with the pip command; plain calls work."""
     script = f"""
 import sys, litellm
@@ -205,7 +217,7 @@ except litellm.BadRequestError as error:
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, check=True)  # fmt: skip
-    assert "pip install 'exectune[constrained]'" in done.stdout, done.stdout + done.stderr
+    assert "pip install 'llguidance>=1.9'" in done.stdout, done.stdout + done.stderr
 
 
 def _parses(text: str) -> bool:

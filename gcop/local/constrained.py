@@ -35,8 +35,7 @@ from gcop.errors import GcopError
 if TYPE_CHECKING:
     import torch
 
-EXTRA = "constrained"
-LIBRARY = "llguidance"
+REQUIREMENT = "llguidance>=1.9"
 
 # Compact-but-readable JSON (json.dumps's own separators): no free whitespace, so that a
 # model cannot spend its budget on newlines and a bounded schema gives a bounded output.
@@ -53,8 +52,8 @@ class ConstraintError(GcopError, ValueError):
     """A response_format, schema or regex that cannot be decoded under."""
 
 
-class MissingExtraError(GcopError, ImportError):
-    """An optional library that a feature needs is not installed."""
+class MissingLibraryError(GcopError, ImportError):
+    """A library that a feature needs is not installed (e.g. exectune installed --no-deps)."""
 
 
 def response_format_for(strategy_type: type[BaseModel]) -> dict[str, Any]:
@@ -62,7 +61,8 @@ def response_format_for(strategy_type: type[BaseModel]) -> dict[str, Any]:
 
     Pass it as `litellm.completion(..., response_format=...)` (or in DSPy's lm kwargs):
     API models that support structured outputs decode under it, and `local/` models decode
-    under it with llguidance. The schema is pydantic's, so constraints stated as fields
+    under it with llguidance. A `Strategy` type's own `response_format()` is used as it is;
+    any other pydantic model gets pydantic's schema. Constraints stated as fields
     (`Field(min_length=2, max_length=8)` on a list, `max_length` on a string) are enforced
     while decoding; those checked only in `Strategy.violations()` are not.
     """
@@ -71,6 +71,8 @@ def response_format_for(strategy_type: type[BaseModel]) -> dict[str, Any]:
             f"response_format_for takes a pydantic model class (a Strategy type), "
             f"not {strategy_type!r}"
         )
+    if callable(own := getattr(strategy_type, "response_format", None)):
+        return own()
     spec = {"name": strategy_type.__name__, "schema": strategy_type.model_json_schema()}
     return {"type": "json_schema", "json_schema": spec}
 
@@ -232,14 +234,14 @@ def llg_tokenizer(hf_tokenizer: Any, eos_token_ids: list[int], vocab_size: int) 
 
 
 def require() -> None:
-    """Raise :class:`MissingExtraError` naming the extra to install if llguidance is absent."""
+    """Raise :class:`MissingLibraryError` with the pip command if llguidance is absent."""
     try:
         import llguidance  # noqa: F401
         import llguidance.hf  # noqa: F401
     except ImportError as error:
-        raise MissingExtraError(
-            f"decoding a local model under response_format needs the optional library "
-            f"{LIBRARY}: pip install 'exectune[{EXTRA}]' ({error})"
+        raise MissingLibraryError(
+            f"decoding a local model under response_format needs llguidance, which is not "
+            f"installed here: pip install '{REQUIREMENT}' ({error})"
         ) from error
 
 

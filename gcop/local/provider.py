@@ -213,7 +213,7 @@ def _constraint(loaded: LoadedModel, response_format: Any):
         eos = [int(t) for t in loaded.generator.eos_token_ids.tolist()]
         width = loaded.model.get_output_embeddings().weight.shape[0]
         return constrained.grammar_for(response_format, loaded.tokenizer, eos, width)
-    except (constrained.ConstraintError, constrained.MissingExtraError) as error:
+    except (constrained.ConstraintError, constrained.MissingLibraryError) as error:
         raise litellm.BadRequestError(
             str(error), model=loaded.spec, llm_provider=PROVIDER
         ) from error
