@@ -15,8 +15,29 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
+
+
+class RowConstraint(Protocol):
+    """The per-row state of a constraint (e.g. a JSON schema) while one row decodes."""
+
+    def mask(self, logits: torch.Tensor) -> None:
+        """Set the logits of tokens that may not come next to -inf, in place (one row)."""
+
+    def advance(self, token: int) -> None:
+        """Take the sampled token."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the text is complete and only end-of-sequence may follow."""
+
+
+class TokenConstraint(Protocol):
+    """A constraint on a completion; `start()` gives each decoding row its own state."""
+
+    def start(self) -> RowConstraint: ...
 
 
 @dataclass
@@ -30,6 +51,8 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     """Strings that end the completion (checked on the decoded tail as tokens arrive)."""
+    constraint: TokenConstraint | None = None
+    """Masks the tokens that may not come next (see :mod:`gcop.local.constrained`)."""
 
 
 @dataclass
@@ -59,7 +82,12 @@ class BatchedGenerator:
 
     `submit` may be called from any thread; a single worker thread gathers the requests
     that arrive within `batch_window_s` (up to `max_batch_size`) and decodes them together.
+    Requests may carry a token constraint; it masks its own row only.
     """
+
+    supports_constraints = True
+    """Engines that cannot mask logits per row say False; the provider then refuses
+    `response_format` for them."""
 
     def __init__(
         self,
@@ -150,6 +178,7 @@ class BatchedGenerator:
         input_ids, attention = input_ids.to(device), attention.to(device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         generators = [_generator(r.seed) for r in requests]
+        constraints = [r.constraint.start() if r.constraint else None for r in requests]
 
         out = self.model(
             input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True
@@ -163,6 +192,9 @@ class BatchedGenerator:
         next_position = positions[:, -1]
 
         while active:
+            for row, i in enumerate(active):
+                if constraints[i] is not None:
+                    constraints[i].mask(logits[row])  # a view: masks this row in place
             tokens = torch.stack(
                 [_sample(logits[row], requests[i], generators[i]) for row, i in enumerate(active)]
             )
@@ -173,7 +205,11 @@ class BatchedGenerator:
                     finish[i] = "stop"
                     continue
                 outputs[i].append(token)
-                if self._hit_stop(outputs[i], requests[i].stop):
+                if constraints[i] is not None:
+                    constraints[i].advance(token)
+                if constraints[i] is not None and constraints[i].finished:
+                    finish[i] = "stop"  # complete: end-of-sequence is all it allows next
+                elif self._hit_stop(outputs[i], requests[i].stop):
                     finish[i] = "stop"
                 elif len(outputs[i]) < requests[i].max_new_tokens:
                     keep.append(row)

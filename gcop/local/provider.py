@@ -24,7 +24,7 @@ import litellm
 from litellm import CustomLLM, ModelResponse
 from litellm.types.utils import Choices, Message, Usage
 
-from gcop.local import pricing
+from gcop.local import constrained, pricing
 from gcop.local.engine import BatchedGenerator, GenerationRequest
 from gcop.local.registry import resolve
 
@@ -154,6 +154,7 @@ class LocalProvider(CustomLLM):
         seed = optional.get("seed")
         stops = optional.get("stop") or []
         stops = tuple([stops] if isinstance(stops, str) else stops)
+        constraint = _constraint(loaded, optional.get("response_format"))
         futures = [
             loaded.generator.submit(
                 GenerationRequest(
@@ -163,6 +164,7 @@ class LocalProvider(CustomLLM):
                     top_p=top_p,
                     seed=None if seed is None else int(seed) * 1_000_003 + i,
                     stop=stops,
+                    constraint=constraint,
                 )
             )
             for i in range(n)
@@ -191,6 +193,30 @@ class LocalProvider(CustomLLM):
             total_tokens=len(ids) + completion_tokens,
         )
         return response
+
+
+def _constraint(loaded: LoadedModel, response_format: Any):
+    """Compile `response_format` for this model, or refuse it with an error that says why.
+
+    Errors are litellm.BadRequestError: LiteLLM passes it on unchanged (any other exception
+    becomes an APIConnectionError, which LiteLLM and DSPy retry), and keeps the message.
+    """
+    try:
+        if constrained.schema_of(response_format) is None:
+            return None
+        if not getattr(loaded.generator, "supports_constraints", False):
+            raise constrained.ConstraintError(
+                f"local model {loaded.spec!r} runs on an engine that cannot decode under "
+                f"response_format ({type(loaded.generator).__name__}); use the transformers "
+                "engine or drop response_format"
+            )
+        eos = [int(t) for t in loaded.generator.eos_token_ids.tolist()]
+        width = loaded.model.get_output_embeddings().weight.shape[0]
+        return constrained.grammar_for(response_format, loaded.tokenizer, eos, width)
+    except (constrained.ConstraintError, constrained.MissingLibraryError) as error:
+        raise litellm.BadRequestError(
+            str(error), model=loaded.spec, llm_provider=PROVIDER
+        ) from error
 
 
 def register() -> None:
