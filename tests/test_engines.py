@@ -66,8 +66,9 @@ def test_seeded_requests_reproduce_under_concurrency_on_ct2(tiny_model: str) -> 
     alone = {s: texts(complete(model, max_tokens=8, temperature=1.0, seed=s)) for s in (1, 2)}
     jobs = [1, 2, None, 1, None, 2]
     with ThreadPoolExecutor(len(jobs)) as pool:
-        crowded = list(pool.map(
-            lambda s: texts(complete(model, max_tokens=8, temperature=1.0, seed=s)), jobs))  # fmt: skip
+        crowded = list(
+            pool.map(lambda s: texts(complete(model, max_tokens=8, temperature=1.0, seed=s)), jobs)
+        )
     for seed, got in zip(jobs, crowded, strict=True):
         if seed is not None:
             assert got == alone[seed]
