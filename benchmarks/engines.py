@@ -146,7 +146,7 @@ def thread_sweep(name: str, tokens: int, batch: int) -> None:
     ]  # fmt: skip
     print(f"\n| inter_threads | intra_threads | 1 prompt tok/s | {batch} prompts tok/s |")
     print("|---:|---:|---:|---:|")
-    for inter, intra in ((1, 1), (1, 2), (2, 1)):
+    for inter, intra in ((1, 1), (1, 2), (2, 1)) * 2:  # twice, interleaved: load drifts
         model = ctranslate2.Generator(str(folder), compute_type=ct2.compute_type(),
                                       inter_threads=inter, intra_threads=intra)  # fmt: skip
         rates = []

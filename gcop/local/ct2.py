@@ -58,6 +58,13 @@ def compute_type() -> str:
     return os.environ.get("GCOP_CT2_COMPUTE_TYPE", "int8")
 
 
+def default_threads() -> int:
+    """`GCOP_CT2_THREADS`, else all cores but one (left to tokenizing, the step callback
+    and the calling program). On the 2-core machine of docs/benchmarks.md one and two
+    threads were within run-to-run noise of each other, one slightly ahead under load."""
+    return int(os.environ.get("GCOP_CT2_THREADS", max(1, (os.cpu_count() or 2) - 1)))
+
+
 def device() -> str:
     import ctranslate2
 
@@ -192,9 +199,7 @@ class Ct2Generator:
         self.decode = decode
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
-        self.intra_threads = intra_threads or int(
-            os.environ.get("GCOP_CT2_THREADS", os.cpu_count() or 1)
-        )
+        self.intra_threads = intra_threads or default_threads()
         self.model = self._replica(ctranslate2)
         self.batches_run = 0
         self.rows_decoded = 0  # prompts prefilled: the k samples of one prompt count once
