@@ -174,3 +174,23 @@ def _adapter(tiny_model: str, folder: Path) -> Path:
             param.data.normal_(0, 2.0)  # a trained adapter is not the identity
     peft_model.save_pretrained(folder)
     return folder
+
+
+def test_grpo_vllm_options_reach_grpo_config(tmp_path: Path, monkeypatch) -> None:
+    """No GPU here: only that the stage config reaches TRL's GRPOConfig, and that asking
+    for vLLM on a CPU is refused with the reason."""
+    from gcop.errors import ConfigError
+    from gcop.optimizers import rl
+    from gcop.optimizers.rl import RLStageConfig, grpo_args
+
+    default = grpo_args(RLStageConfig(), tmp_path)
+    assert default.use_vllm is False  # on CPU nothing changes
+    with pytest.raises(ConfigError, match="CUDA"):
+        grpo_args(RLStageConfig(use_vllm=True), tmp_path)
+    with pytest.raises(ConfigError, match="colocate"):
+        RLStageConfig(vllm_mode="remote")
+    monkeypatch.setattr(rl, "_check_vllm", lambda: None)  # as on a CUDA machine with vLLM
+    args = grpo_args(RLStageConfig(use_vllm=True, vllm_gpu_memory_utilization=0.5), tmp_path)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == (
+        True, "colocate", 0.5,
+    )  # fmt: skip
