@@ -194,3 +194,16 @@ def test_grpo_vllm_options_reach_grpo_config(tmp_path: Path, monkeypatch) -> Non
     assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == (
         True, "colocate", 0.5,
     )  # fmt: skip
+
+
+def test_a_vllm_server_is_a_core_through_hosted_vllm(api, monkeypatch) -> None:
+    """`hosted_vllm/<model>` speaks vLLM's OpenAI-compatible API: here a real HTTP server
+    on 127.0.0.1 stands in for `vllm serve`, found through HOSTED_VLLM_API_BASE."""
+    from gcop.lm import check_model
+
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", api.base_url)
+    model = "hosted_vllm/Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    check_model(model)
+    reply = litellm.completion(model=model, messages=MESSAGES, max_tokens=32, temperature=0)
+    assert "7" in reply.choices[0].message.content and api.model.requests == 1
+    assert api.model.bodies[-1]["model"] == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
