@@ -103,8 +103,9 @@ def agreement(name: str, count: int, tokens: int) -> None:
 
         def solve(row, model=model):
             prompt = f"{row['question']}\nSolve it step by step; end with 'Answer: <number>'."
-            text = litellm.completion(model=model, messages=[{"role": "user", "content": prompt}],
-                                      max_tokens=tokens, temperature=0).choices[0].message.content  # fmt: skip
+            messages = [{"role": "user", "content": prompt}]
+            reply = litellm.completion(model, messages, max_tokens=tokens, temperature=0)
+            text = reply.choices[0].message.content
             tail = text.rsplit("Answer", 1)[-1]
             numbers = [normalize_number(t) for t in tail.replace(",", "").split()]
             return text, next((x for x in reversed(numbers) if x is not None), None)
@@ -169,11 +170,27 @@ def main() -> None:
     parser.add_argument("--levels", default="1,32", help="concurrent requests to measure")
     parser.add_argument("--agreement", type=int, default=0, help="GSM8K dev questions")
     parser.add_argument("--thread-sweep", action="store_true")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads for the torch loop (0: torch's default)",
+    )
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     name = "smollm2-135m-instruct" if args.quick else args.model
     levels = [1, 32] if args.quick else [int(x) for x in args.levels.split(",")]
+    import torch
+
+    from gcop.local.ct2 import default_threads
+
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} "
-          f"cores, {name}, {args.tokens} new tokens/request, temperature 0.8, no seed")  # fmt: skip
+          f"cores (load average {os.getloadavg()[0]:.1f}), {name}, {args.tokens} new "
+          f"tokens/request, temperature 0.8, no seed; torch {torch.get_num_threads()} threads, "
+          f"ct2 {default_threads()} intra threads")  # fmt: skip
     if args.thread_sweep:
         thread_sweep(name, args.tokens, batch=32)
         return
