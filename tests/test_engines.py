@@ -207,3 +207,14 @@ def test_a_vllm_server_is_a_core_through_hosted_vllm(api, monkeypatch) -> None:
     reply = litellm.completion(model=model, messages=MESSAGES, max_tokens=32, temperature=0)
     assert "7" in reply.choices[0].message.content and api.model.requests == 1
     assert api.model.bodies[-1]["model"] == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+
+
+def test_schema_constrained_requests_go_to_the_torch_loop(tiny_model: str) -> None:
+    """response_format is decoded by the torch loop's sampler: the automatic choice sends
+    such a request there, and an explicit ct2 refuses it instead of ignoring the schema."""
+    schema = {"type": "json_schema", "json_schema": {"name": "plan", "schema": {"type": "object"}}}
+    torch_before = MODELS.get(f"local/{tiny_model}?engine=torch").generator.batches_run
+    complete(f"local/{tiny_model}", max_tokens=4, temperature=0, response_format=schema)
+    assert MODELS.get(f"local/{tiny_model}?engine=torch").generator.batches_run > torch_before
+    with pytest.raises(litellm.BadRequestError, match="engine=ct2"):
+        complete(f"local/{tiny_model}?engine=ct2", max_tokens=4, response_format=schema)

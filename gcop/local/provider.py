@@ -196,7 +196,7 @@ class LocalProvider(CustomLLM):
         self, model: str, messages: list, optional: dict, response: ModelResponse
     ) -> ModelResponse:
         name = f"{PROVIDER}/{model.removeprefix(f'{PROVIDER}/')}"
-        loaded = MODELS.get(LocalModelSpec.parse(name))
+        loaded = MODELS.get(_engine_for_request(LocalModelSpec.parse(name), optional))
         if name not in _priced:  # each string the model is called by carries its price
             pricing.register(name, loaded.params)
             _priced.add(name)
@@ -248,6 +248,21 @@ class LocalProvider(CustomLLM):
             total_tokens=len(ids) + completion_tokens,
         )
         return response
+
+
+def _engine_for_request(spec: LocalModelSpec, optional: dict) -> LocalModelSpec:
+    """JSON-schema decoding (`response_format`) is done by the torch loop's sampler, so a
+    request that asks for it is served there when the engine was left to the automatic
+    choice, and refused (not silently unconstrained) when ct2 was asked for."""
+    if optional.get("response_format") is None:
+        return spec
+    if spec.engine == "ct2":
+        raise litellm.BadRequestError(
+            f"response_format (schema-constrained decoding) is not served by engine=ct2; "
+            f"use {spec.with_engine('torch').format()} or leave the engine unset",
+            model=spec.format(), llm_provider=PROVIDER,
+        )  # fmt: skip
+    return spec.with_engine("torch")
 
 
 def _given(optional: dict, *keys: str, default: int) -> int:
