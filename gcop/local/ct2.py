@@ -1,6 +1,6 @@
 """The CTranslate2 engine: a converted checkpoint decoded in int8, batched from many threads.
 
-CTranslate2 (`pip install 'exectune[ct2]'`) runs the same transformers checkpoint 2-3x
+CTranslate2 (`pip install 'exectune[ct2]'`) runs the same transformers checkpoint 3-6x
 faster on a CPU than the torch loop (docs/benchmarks.md). A checkpoint folder is converted
 once into `$GCOP_HOME/models/ct2/<name>-<key>-<quantization>/` (written aside, then
 renamed, like the GGUF conversion); a LoRA adapter is merged into the base first, and that

@@ -8,7 +8,9 @@ The automatic choice (no `engine=` in the model string, or `engine=auto`):
 - `torch` on a CUDA machine (the bf16 loop is fast there; CTranslate2's CUDA build needs
   CUDA libraries that a CPU install does not have);
 - `ct2` on a CPU when `ctranslate2` is installed (`pip install 'exectune[ct2]'`): int8
-  decoding, 2-3x the torch loop's throughput (docs/benchmarks.md);
+  decoding, 3x (SmolLM2-135M) to 5.7x (Qwen2.5-Coder-0.5B) the torch loop's throughput
+  at 32 concurrent requests on a 2-core CPU (docs/benchmarks.md; int8 changes some greedy
+  answers, measured there too);
 - `torch` otherwise, and for an architecture CTranslate2 cannot convert.
 """
 
