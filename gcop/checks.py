@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import dspy
 
 from gcop.errors import GcopError
+from gcop.local.spec import LocalModelSpec
 from gcop.strategy import Strategy
 
 MAX_INPUT_CHARS = 50_000
@@ -73,7 +74,7 @@ def check_strategy_type(strategy_type: object) -> None:
 def check_credentials(lm: dspy.BaseLM) -> None:
     """A remote model needs its API key, from the LM's settings or the environment."""
     model = lm.model
-    if model.startswith("local/") or lm.kwargs.get("api_key"):
+    if LocalModelSpec.is_local(model) or lm.kwargs.get("api_key"):
         return
     import litellm
 

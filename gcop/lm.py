@@ -122,13 +122,15 @@ def check_model(model: str) -> str:
     check_model_string(model)
     provider, _, name = model.partition("/")
     if provider == "local":
-        from gcop.local.provider import split_spec
+        from gcop.local.engines import require_engine
         from gcop.local.registry import resolve
+        from gcop.local.spec import LocalModelSpec
 
-        base, adapter = split_spec(name)
-        resolve(base)
-        if adapter and not os.path.isdir(adapter):
-            raise ModelStringError(f"LoRA adapter folder {adapter!r} does not exist")
+        spec = LocalModelSpec.parse(name)
+        resolve(spec.model)
+        if spec.adapter and not os.path.isdir(spec.adapter):
+            raise ModelStringError(f"LoRA adapter folder {spec.adapter!r} does not exist")
+        require_engine(spec.engine)
         return model
     try:
         litellm.get_llm_provider(model)

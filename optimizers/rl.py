@@ -61,8 +61,24 @@ class RLStageConfig:
         default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for sampling, LoRA init, data order"})
+    use_vllm: bool = field(
+        default=False,
+        metadata={"help": "generate the GRPO groups with vLLM (CUDA only, `pip install vllm`)"},
+    )
+    vllm_mode: str = field(
+        default="colocate",
+        metadata={"help": "'colocate': vLLM runs in the trainer on its GPU; 'server': a "
+                  "separate `trl vllm-serve` process"},
+    )  # fmt: skip
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "GPU memory share vLLM may take in colocate mode"}
+    )
 
     def __post_init__(self) -> None:
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ConfigError(
+                f"vllm_mode={self.vllm_mode!r} is not a vLLM mode; use 'colocate' or 'server'"
+            )
         if self.per_device_batch_size % self.num_generations:
             raise ConfigError(
                 f"per_device_batch_size={self.per_device_batch_size} is not a multiple of "
@@ -87,7 +103,7 @@ def reinforce(
     """
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     output_dir = Path(output_dir)
     adapter = output_dir / "adapter"
@@ -105,14 +121,7 @@ def reinforce(
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=config.target_modules, task_type="CAUSAL_LM",
         )  # fmt: skip
-    args = GRPOConfig(
-        **trainer_args(config, output_dir),
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        beta=config.beta,
-        use_vllm=False,
-    )
+    args = grpo_args(config, output_dir)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -123,3 +132,32 @@ def reinforce(
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     return save_stage(trainer, output_dir)
+
+
+def grpo_args(config: RLStageConfig, output_dir: Path):
+    """TRL's GRPOConfig for stage 3; vLLM generation only when asked for, on CUDA."""
+    from trl import GRPOConfig
+
+    if config.use_vllm:
+        _check_vllm()
+    return GRPOConfig(
+        **trainer_args(config, output_dir),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        beta=config.beta,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+    )
+
+
+def _check_vllm() -> None:
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("use_vllm=True needs a CUDA GPU; on a CPU leave it off")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("use_vllm=True needs vLLM: `pip install vllm` (a CUDA build)")

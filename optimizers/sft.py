@@ -18,6 +18,7 @@ from typing import Any
 
 from gcop.atomic import write_json
 from gcop.local.registry import resolve
+from gcop.local.spec import LocalModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,7 @@ def load_base(base_model: str | Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(base_model).expanduser()
-    source = path if path.is_dir() else resolve(str(base_model).removeprefix("local/"))
+    source = resolve(LocalModelSpec.parse(str(base_model)).model)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(source)

@@ -1,4 +1,5 @@
-"""The local/ provider: a tiny real transformer served through litellm.completion."""
+"""The local/ provider: a tiny real transformer served through litellm.completion, on each
+engine (the torch loop and CTranslate2, converted in the test)."""
 
 from __future__ import annotations
 
@@ -15,27 +16,31 @@ from gcop.lm import check_model
 from gcop.local import MODELS, adapter_spec, pricing
 
 MESSAGES = [{"role": "user", "content": "What is 3 plus 4?"}]
+ENGINES = ["torch", "ct2"]
 
 
 def complete(model: str, **params):
     return litellm.completion(model=model, messages=MESSAGES, **params)
 
 
-def test_completion_reports_usage_and_cost(tiny_model: str) -> None:
-    model = f"local/{tiny_model}"
+@pytest.mark.parametrize("engine", ENGINES)
+def test_completion_reports_usage_and_cost(tiny_model: str, engine: str) -> None:
+    model = f"local/{tiny_model}?engine={engine}"
     response = complete(model, max_tokens=7, temperature=0)
     usage = response.usage
     assert usage.prompt_tokens > 5
     assert 1 <= usage.completion_tokens <= 7
     assert response.choices[0].finish_reason in ("stop", "length")
-    params = MODELS.get(tiny_model).params
+    params = MODELS.get(model).params
+    assert params == MODELS.get(f"local/{tiny_model}?engine=torch").params  # one price
     rate_in, rate_out = pricing.price_of(model, params)
     expected = (usage.prompt_tokens * rate_in + usage.completion_tokens * rate_out) / 1e6
     assert litellm.completion_cost(completion_response=response) == pytest.approx(expected)
 
 
-def test_greedy_is_deterministic_and_seeds_reproduce_samples(tiny_model: str) -> None:
-    model = f"local/{tiny_model}"
+@pytest.mark.parametrize("engine", ENGINES)
+def test_greedy_is_deterministic_and_seeds_reproduce_samples(tiny_model: str, engine) -> None:
+    model = f"local/{tiny_model}?engine={engine}"
     greedy = {complete(model, max_tokens=12, temperature=0).choices[0].message.content
               for _ in range(2)}  # fmt: skip
     assert len(greedy) == 1
@@ -49,13 +54,14 @@ def test_greedy_is_deterministic_and_seeds_reproduce_samples(tiny_model: str) ->
     assert len(set(texts)) > 1  # n samples are different samples
 
 
-def test_concurrent_requests_are_decoded_in_batches(tiny_model: str) -> None:
-    model = f"local/{tiny_model}"
-    generator = MODELS.get(tiny_model).generator
+@pytest.mark.parametrize("engine", ENGINES)
+def test_concurrent_requests_are_decoded_in_batches(tiny_model: str, engine: str) -> None:
+    model = f"local/{tiny_model}?engine={engine}"
+    generator = MODELS.get(model).generator
     before = generator.batches_run
     with ThreadPoolExecutor(8) as pool:
         texts = list(pool.map(
-            lambda i: complete(model, max_tokens=10, temperature=1.0, seed=i)
+            lambda i: complete(model, max_tokens=10, temperature=1.0)
             .choices[0].message.content, range(8)))  # fmt: skip
     assert len(texts) == 8
     assert generator.batches_run - before < 8  # requests shared batches
@@ -66,7 +72,7 @@ def test_batched_rows_match_single_decoding(tiny_model: str) -> None:
     from gcop.local.engine import GenerationRequest
     from gcop.local.provider import prompt_ids
 
-    loaded = MODELS.get(tiny_model)
+    loaded = MODELS.get(f"local/{tiny_model}?engine=torch")
     ids = prompt_ids(loaded.tokenizer, MESSAGES)
     short = prompt_ids(loaded.tokenizer, [{"role": "user", "content": "Hi"}])
     requests = [
@@ -93,9 +99,10 @@ def test_lora_adapter_changes_the_model(tiny_model: str, tmp_path: Path) -> None
     peft_model.save_pretrained(tmp_path / "adapter")
     with_adapter = adapter_spec(tiny_model, tmp_path / "adapter")
     check_model(with_adapter)
-    plain = complete(f"local/{tiny_model}", max_tokens=10, temperature=0).choices[0]
+    plain = complete(f"local/{tiny_model}?engine=torch", max_tokens=10, temperature=0).choices[0]
     adapted = complete(with_adapter, max_tokens=10, temperature=0).choices[0]
     assert plain.message.content != adapted.message.content
+    assert MODELS.get(with_adapter).engine == "torch"  # live LoRA: the automatic choice
 
 
 @pytest.mark.parametrize(
@@ -104,6 +111,7 @@ def test_lora_adapter_changes_the_model(tiny_model: str, tmp_path: Path) -> None
         ("smollm2", ModelStringError, "provider/model"),
         ("local/no-such-model-anywhere", ModelNotFoundError, "gcop models pull"),
         ("local/missing.gguf", ModelNotFoundError, "no GGUF file"),
+        ("local/smollm2-135m-instruct?engine=vllm", ModelStringError, "unknown engine"),
         ("nosuchprovider/x", ModelStringError, "provider"),
     ],
 )

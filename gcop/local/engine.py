@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -121,6 +121,16 @@ class BatchedGenerator:
         self._queue.put(pending)
         self._ensure_worker()
         return pending.future
+
+    def submit_n(self, request: GenerationRequest, n: int) -> list[Future]:
+        """`n` samples of one request: `n` rows of the same prompt, decoded in one batch
+        (each pays its own prefill: this loop has no shared-prefix KV). Sample `i` of a
+        seeded request uses seed `seed * 1_000_003 + i`."""
+        seed = request.seed
+        return [
+            self.submit(replace(request, seed=None if seed is None else seed * 1_000_003 + i))
+            for i in range(n)
+        ]
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Decode `requests` as one batch in the calling thread."""

@@ -1,17 +1,21 @@
 """The `local/` LiteLLM provider: Hugging Face causal LMs served in-process.
 
-`litellm.completion(model="local/<spec>", messages=...)` loads the model once per process
-(see :mod:`gcop.local.registry` for what `<spec>` may be; append `?adapter=<dir>` for a
-LoRA adapter), applies its chat template, and decodes through one
-:class:`~gcop.local.engine.BatchedGenerator` per model, so that concurrent calls from
+`litellm.completion(model="local/<model>[?adapter=<dir>][&engine=<torch|ct2>]", ...)`
+loads the model once per process (see :mod:`gcop.local.spec` for the string,
+:mod:`gcop.local.registry` for what `<model>` may be, :mod:`gcop.local.engines` for the
+engine choice), applies its chat template, and decodes through one batching generator
+per model (:class:`~gcop.local.engine.BatchedGenerator` for torch,
+:class:`~gcop.local.ct2.Ct2Generator` for CTranslate2), so that concurrent calls from
 many threads are decoded as one batch. Usage is reported like any API model's, and each
-model is registered with LiteLLM at a price (see :mod:`gcop.local.pricing`), so cost flows
-through LiteLLM and DSPy unchanged.
+model string is registered with LiteLLM at a price (see :mod:`gcop.local.pricing`), so
+cost flows through LiteLLM and DSPy unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import os
 import threading
 import time
@@ -24,91 +28,137 @@ import litellm
 from litellm import CustomLLM, ModelResponse
 from litellm.types.utils import Choices, Message, Usage
 
-from gcop.local import constrained, pricing
+from gcop.local import constrained, ct2, pricing
+from gcop.local.ct2 import Ct2ConversionError, Ct2Generator
 from gcop.local.engine import BatchedGenerator, GenerationRequest
+from gcop.local.engines import choose_engine
 from gcop.local.registry import resolve
+from gcop.local.spec import Engine, LocalModelSpec
 
 PROVIDER = "local"
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadedModel:
-    """A model, its tokenizer and its batching generator."""
+    """A model, its tokenizer and the generator that decodes for it."""
 
-    spec: str
-    model: Any
+    spec: LocalModelSpec
+    engine: Engine
     tokenizer: Any
-    generator: BatchedGenerator
+    generator: BatchedGenerator | Ct2Generator
     params: int
-
-
-def split_spec(spec: str) -> tuple[str, str | None]:
-    """`base?adapter=dir` -> (base, dir)."""
-    base, _, query = spec.partition("?")
-    adapter = None
-    for part in filter(None, query.split("&")):
-        key, _, value = part.partition("=")
-        if key != "adapter":
-            raise litellm.BadRequestError(
-                f"unknown option {key!r} in local model {spec!r}; only ?adapter=<dir> is known",
-                model=spec, llm_provider=PROVIDER,
-            )  # fmt: skip
-        adapter = value
-    return base, adapter
+    model: Any = None
+    """The torch model (torch engine) or the `ctranslate2.Generator` (ct2 engine)."""
 
 
 class LocalModels:
-    """Process-wide registry of loaded local models (each loaded once, on first use)."""
+    """Process-wide registry of loaded local models (each loaded once, on first use).
+
+    Keyed by the spec with its engine resolved, so `local/x` and `local/x?engine=ct2`
+    share one loaded model when the automatic choice is ct2."""
 
     def __init__(self) -> None:
-        self._loaded: dict[str, LoadedModel] = {}
+        self._loaded: dict[LocalModelSpec, LoadedModel] = {}
         self._lock = threading.Lock()
         self.max_batch_size = int(os.environ.get("GCOP_LOCAL_MAX_BATCH", "32"))
 
-    def get(self, spec: str) -> LoadedModel:
+    def get(self, spec: str | LocalModelSpec) -> LoadedModel:
+        spec = spec if isinstance(spec, LocalModelSpec) else LocalModelSpec.parse(spec)
         with self._lock:
-            if spec not in self._loaded:
-                self._loaded[spec] = self._load(spec)
-            return self._loaded[spec]
+            key = spec.with_engine(choose_engine(spec))
+            if key not in self._loaded:
+                self._loaded[key] = self._load(key, automatic=spec.engine is None)
+            return self._loaded[key]
 
-    def unload(self, spec: str | None = None) -> None:
+    def unload(self, spec: str | LocalModelSpec | None = None) -> None:
+        """Forget `spec` (every engine's copy unless it names one), or every model."""
         with self._lock:
             if spec is None:
                 self._loaded.clear()
-            else:
-                self._loaded.pop(spec, None)
+                return
+            spec = spec if isinstance(spec, LocalModelSpec) else LocalModelSpec.parse(spec)
+            for key in list(self._loaded):
+                if key.with_engine(None) == spec.with_engine(None) and spec.engine in (
+                    None,
+                    key.engine,
+                ):
+                    del self._loaded[key]
 
-    def _load(self, spec: str) -> LoadedModel:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def _load(self, spec: LocalModelSpec, automatic: bool) -> LoadedModel:
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        base, adapter = split_spec(spec)
-        source = resolve(base)
+        source = resolve(spec.model)
         tokenizer = AutoTokenizer.from_pretrained(source)
+        if spec.engine == "ct2":
+            try:
+                return self._load_ct2(spec, source, tokenizer)
+            except Ct2ConversionError as error:
+                if not automatic:
+                    raise
+                log.warning("%s; serving %s with the torch loop", error, spec.model)
+        return self._load_torch(spec.with_engine("torch"), source, tokenizer)
+
+    def _load_torch(self, spec: LocalModelSpec, source, tokenizer) -> LoadedModel:
+        import torch
+        from transformers import AutoModelForCausalLM
+
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        if adapter:
+        if spec.adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
         if torch.cuda.is_available():
             model = model.to("cuda")
         model.eval()
-        eos = _eos_ids(model, tokenizer)
+        eos = _eos_ids(model.generation_config, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
         params = sum(p.numel() for p in model.parameters())
         generator = BatchedGenerator(
             model, eos, pad, decode=tokenizer.decode, max_batch_size=self.max_batch_size
         )
-        pricing.register(f"{PROVIDER}/{spec}", params)
-        return LoadedModel(spec, model, tokenizer, generator, params)
+        return LoadedModel(spec, "torch", tokenizer, generator, params, model)
+
+    def _load_ct2(self, spec: LocalModelSpec, source, tokenizer) -> LoadedModel:
+        from transformers import GenerationConfig
+
+        folder = ct2.converted(source, spec.adapter)
+        try:
+            generation_config = GenerationConfig.from_pretrained(source)
+        except OSError:  # a checkpoint without generation_config.json
+            generation_config = None
+        generator = Ct2Generator(
+            folder, _eos_ids(generation_config, tokenizer), tokenizer.convert_ids_to_tokens,
+            decode=tokenizer.decode, max_batch_size=self.max_batch_size,
+        )  # fmt: skip
+        params = _count_params(source)
+        return LoadedModel(spec, "ct2", tokenizer, generator, params, generator.model)
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = model.generation_config.eos_token_id if model.generation_config else None
-    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+def _count_params(source) -> int:
+    """Parameters of a checkpoint, from its safetensors headers (no weights are read), so
+    that a ct2 model is priced like the same model on the torch loop."""
+    from safetensors import safe_open
+
+    folder = Path(source)
+    if not folder.is_dir():  # a hub id: the files the converter downloaded
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(source), allow_patterns=["*.safetensors"]))
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with safe_open(file, framework="numpy") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                total += math.prod(weights.get_slice(name).get_shape())
+    return total
+
+
+def _eos_ids(generation_config, tokenizer) -> list[int]:
+    ids = generation_config.eos_token_id if generation_config else None
+    ids = list(ids) if isinstance(ids, list) else [ids] if ids is not None else []
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     if not ids:
@@ -117,6 +167,7 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 MODELS = LocalModels()
+_priced: set[str] = set()
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
@@ -144,31 +195,37 @@ class LocalProvider(CustomLLM):
     def _complete(
         self, model: str, messages: list, optional: dict, response: ModelResponse
     ) -> ModelResponse:
-        spec = model.removeprefix(f"{PROVIDER}/")
-        loaded = MODELS.get(spec)
+        name = f"{PROVIDER}/{model.removeprefix(f'{PROVIDER}/')}"
+        loaded = MODELS.get(_engine_for_request(LocalModelSpec.parse(name), optional))
+        if name not in _priced:  # each string the model is called by carries its price
+            pricing.register(name, loaded.params)
+            _priced.add(name)
         ids = prompt_ids(loaded.tokenizer, messages)
-        n = int(optional.get("n") or 1)
-        max_new = int(optional.get("max_tokens") or optional.get("max_completion_tokens") or 256)
+        n = int(_given(optional, "n", default=1))
+        max_new = int(_given(optional, "max_tokens", "max_completion_tokens", default=256))
         temperature = float(optional.get("temperature") or 0.0)
         top_p = float(optional.get("top_p") or 1.0)
         seed = optional.get("seed")
         stops = optional.get("stop") or []
         stops = tuple([stops] if isinstance(stops, str) else stops)
+        if max_new < 1 or n < 1:
+            raise litellm.BadRequestError(
+                f"max_tokens={max_new} and n={n} must both be at least 1",
+                model=name, llm_provider=PROVIDER,
+            )  # fmt: skip
         constraint = _constraint(loaded, optional.get("response_format"))
-        futures = [
-            loaded.generator.submit(
-                GenerationRequest(
-                    prompt_ids=ids,
-                    max_new_tokens=max_new,
-                    temperature=temperature,
-                    top_p=top_p,
-                    seed=None if seed is None else int(seed) * 1_000_003 + i,
-                    stop=stops,
-                    constraint=constraint,
-                )
-            )
-            for i in range(n)
-        ]
+        futures = loaded.generator.submit_n(
+            GenerationRequest(
+                prompt_ids=ids,
+                max_new_tokens=max_new,
+                temperature=temperature,
+                top_p=top_p,
+                seed=None if seed is None else int(seed),
+                stop=stops,
+                constraint=constraint,
+            ),
+            n,
+        )
         results = [f.result() for f in futures]
         choices = []
         for i, result in enumerate(results):
@@ -183,7 +240,7 @@ class LocalProvider(CustomLLM):
                 )
             )
         response.choices = choices
-        response.model = f"{PROVIDER}/{spec}"
+        response.model = name
         response.id = f"local-{uuid.uuid4().hex}"
         response.created = int(time.time())
         completion_tokens = sum(len(r.token_ids) for r in results)
@@ -219,6 +276,26 @@ def _constraint(loaded: LoadedModel, response_format: Any):
         ) from error
 
 
+def _engine_for_request(spec: LocalModelSpec, optional: dict) -> LocalModelSpec:
+    """JSON-schema decoding (`response_format`) is done by the torch loop's sampler, so a
+    request that asks for it is served there when the engine was left to the automatic
+    choice, and refused (not silently unconstrained) when ct2 was asked for."""
+    if optional.get("response_format") is None:
+        return spec
+    if spec.engine == "ct2":
+        raise litellm.BadRequestError(
+            f"response_format (schema-constrained decoding) is not served by engine=ct2; "
+            f"use {spec.with_engine('torch').format()} or leave the engine unset",
+            model=spec.format(), llm_provider=PROVIDER,
+        )  # fmt: skip
+    return spec.with_engine("torch")
+
+
+def _given(optional: dict, *keys: str, default: int) -> int:
+    """The first of `keys` that was given (0 included: it is refused, not replaced)."""
+    return next((optional[k] for k in keys if optional.get(k) is not None), default)
+
+
 def register() -> None:
     """Register the `local` provider with LiteLLM (idempotent)."""
     entries = [e for e in litellm.custom_provider_map if e.get("provider") != PROVIDER]
@@ -233,4 +310,4 @@ HANDLER = LocalProvider()
 
 def adapter_spec(base: str, adapter: str | Path) -> str:
     """The `local/` model string for `base` with a LoRA adapter."""
-    return f"{PROVIDER}/{base}?adapter={Path(adapter).resolve()}"
+    return LocalModelSpec.parse(base).with_adapter(adapter).format()
