@@ -88,7 +88,7 @@ def test_response_format_forms_litellm_forwards(tiny_model: str) -> None:
 
 def test_mixed_batches_mask_only_their_own_rows(tiny_model: str) -> None:
     """Constrained and free rows in one batch each decode exactly as they do alone."""
-    loaded = MODELS.get(tiny_model)
+    loaded = MODELS.get(f"{tiny_model}?engine=torch")  # the loop that takes grammars
     ids = prompt_ids(loaded.tokenizer, MESSAGES)
     eos = loaded.generator.eos_token_ids.tolist()
     grammar = grammar_for(Plan, loaded.tokenizer, eos, len(loaded.tokenizer))
@@ -147,7 +147,7 @@ def test_regex_constraint_and_ends_when_complete(tiny_model: str) -> None:
     """A regex constrains too; once the text is complete the row ends (forced EOS)."""
     from gcop.local.constrained import llg_tokenizer, regex_grammar
 
-    loaded = MODELS.get(tiny_model)
+    loaded = MODELS.get(f"{tiny_model}?engine=torch")  # the loop that takes grammars
     eos = loaded.generator.eos_token_ids.tolist()
     grammar = regex_grammar(llg_tokenizer(loaded.tokenizer, eos, len(loaded.tokenizer)),
                             r"(add|subtract) [0-9]{1,3}")  # fmt: skip
@@ -176,7 +176,7 @@ def test_bad_schema_is_a_clear_error(tiny_model: str, response_format, message: 
         complete(f"local/{tiny_model}", max_tokens=5, response_format=response_format)
 
 
-def test_async_path_and_engines_without_masks(tiny_model: str, monkeypatch) -> None:
+def test_async_path_and_engines_without_masks(tiny_model: str) -> None:
     """acompletion honours response_format; an engine that cannot mask logits refuses it."""
     import asyncio
 
@@ -185,10 +185,10 @@ def test_async_path_and_engines_without_masks(tiny_model: str, monkeypatch) -> N
         model=model, messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=1.0, seed=9,
         response_format=response_format_for(Plan)))  # fmt: skip
     Plan.model_validate_json(response.choices[0].message.content)
-    monkeypatch.setattr(MODELS.get(tiny_model).generator, "supports_constraints", False)
-    with pytest.raises(litellm.BadRequestError, match="cannot decode under response_format"):
-        complete(model, max_tokens=5, response_format=response_format_for(Plan))
-    assert complete(model, max_tokens=5).choices  # without response_format it still serves
+    ct2 = f"{model}?engine=ct2"  # asked for by name, an engine without masks refuses it
+    with pytest.raises(litellm.BadRequestError, match="not served by engine=ct2"):
+        complete(ct2, max_tokens=5, response_format=response_format_for(Plan))
+    assert complete(ct2, max_tokens=5).choices  # without response_format it still serves
 
 
 def test_schema_of_and_response_format_for() -> None:
