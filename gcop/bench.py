@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gcop.atomic import write_json
+from gcop.atomic import atomic_path, write_json
 from gcop.calls import default_cache
 from gcop.metrics import Outcome, Report, evaluate
 from gcop.program import Core, CoreOnly, GCoP, Guide
@@ -125,7 +125,6 @@ def plot_accuracy_vs_cost(result: BenchResult, path: Path) -> None:
     ax.set_title(f"{cfg.task} {cfg.split}, n={result.reports[0].n}\ncore={cfg.core}", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    partial = path.with_suffix(".partial.png")
-    fig.savefig(partial, dpi=120)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=120, format="png")
     plt.close(fig)
-    os.replace(partial, path)

