@@ -11,7 +11,7 @@ Optimizers (`ExecTune`) are found through the registry, not imported by the kern
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 _EXPORTS = {
     "GCoP": "gcop.program",
@@ -39,15 +39,6 @@ _EXPORTS = {
 _OPTIMIZERS = {"ExecTune": "exectune"}  # name -> registry key (the kernel never imports them)
 
 __all__ = [*_EXPORTS, *_OPTIMIZERS]
-
-if TYPE_CHECKING:  # for type checkers and IDEs only; never executed
-    from gcop.calls import CallCache, CostLedger, default_cache, set_default_cache, track_calls
-    from gcop.lm import GcopLM
-    from gcop.metrics import Report, evaluate, executability
-    from gcop.program import GCoP, Core, CoreOnly, Guide
-    from gcop.registry import get_task, register_dataset, register_optimizer, register_task
-    from gcop.strategy import Strategy, Validity, Verdict
-    from gcop.task import Task
 
 
 def __getattr__(name: str) -> Any:

@@ -20,8 +20,8 @@ import dspy  # noqa: E402
 import litellm  # noqa: E402
 
 from gcop.calls import CallCache, default_cache  # noqa: E402
-from gcop.local import register as _register_local_provider  # noqa: E402
 from gcop.errors import ModelStringError  # noqa: E402
+from gcop.local import register as _register_local_provider  # noqa: E402
 
 litellm.suppress_debug_info = True
 _register_local_provider()  # `local/...` models: gcop's in-process LiteLLM provider

@@ -12,7 +12,7 @@ pip does the downloading; what no library does is the pin-check-extract step bel
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gcop.atomic import atomic_path
 from gcop.errors import DataSourceError, IntegrityError
 
 

@@ -101,8 +101,9 @@ class Registry(Mapping[str, T], Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            known = ", ".join(sorted(self._items))
             raise self._error(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {known}"
             ) from None
 
     def __iter__(self) -> Iterator[str]:

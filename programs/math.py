@@ -8,8 +8,8 @@ from typing import ClassVar
 import dspy
 from pydantic import Field
 
-from gcop.strategy import Strategy
 from gcop.registry import register_task
+from gcop.strategy import Strategy
 from gcop.task import Task
 
 
