@@ -184,7 +184,7 @@ class ExecTune(GcopOptimizer):
         if is_main_process():
             self._write_json("report.json", self.report)
             plot_compile_report(self.report, self.output_dir / "report.png")
-        return compiled
+        return compiled if compiled is not program else program.with_guide(program.guide)
 
     def _best_on_valset(self, programs: dict[str, GCoP | None]) -> GCoP:
         self.stage_programs = {stage: p for stage, p in programs.items() if p is not None}
