@@ -326,7 +326,7 @@ def demo(
           threads=16, cost_weight=0.0, out=out)  # fmt: skip
     console.print(
         "\nNext:\n"
-        "  gcop bench gsm8k --core local/qwen2.5-coder-0.5b-instruct \\\n"
+        "  gcop bench gsm8k --core local/<hub-id or model.gguf> \\\n"
         "      --guide local/smollm2-135m-instruct --limit 100\n"
         "  gcop compile gsm8k --guide local/smollm2-135m-instruct --core <core> \\\n"
         "      --teacher <teacher>        (train the guide for your core)\n"
