@@ -6,7 +6,7 @@ interpreter alone; `import gcop` and `import gcop.cli` are the library's share;
 `gcop compile --help` is the one command that must import the optimizer (DSPy, TRL) to
 build its options from the stage configs, shown for scale. Usage:
 
-    python benchmarks/cli_startup.py --runs 10 --write docs/benchmarks.md
+    python benchmarks/cli_startup.py --runs 10 --heavy-runs 3 --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+HEAVY = ("gcop bench --help", "gcop compile --help")  # import DSPy, TRL: fewer runs
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     'python -c "import gcop"': [sys.executable, "-c", "import gcop"],
@@ -41,29 +42,32 @@ def wall(command: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--heavy-runs", type=int, default=3, help="runs of the heavy commands")
     parser.add_argument("--write", type=Path, help="append the section to this markdown file")
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for _ in range(args.runs):
+    for run in range(args.runs):
         for name, command in COMMANDS.items():
-            times[name].append(wall(command))
+            if name not in HEAVY or run < args.heavy_runs:
+                times[name].append(wall(command))
     base = statistics.median(times["gcop --help"])
     lines = [
         "",
         "## CLI start-up: `gcop --help`",
         "",
-        f"    python benchmarks/cli_startup.py --runs {args.runs}",
+        f"    python benchmarks/cli_startup.py --runs {args.runs} --heavy-runs {args.heavy_runs}",
         "",
         f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} CPUs (shared with "
         f"other jobs), Python {platform.python_version()}; n={args.runs} fresh processes per "
-        "command, interleaved; median and range in seconds.",
+        f"command (n={args.heavy_runs} for the last two), interleaved; median and range in "
+        "seconds.",
         "",
-        "| command | median s | min-max s | x `gcop --help` |",
-        "|---|---:|---:|---:|",
+        "| command | n | median s | min-max s | x `gcop --help` |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, values in times.items():
         median = statistics.median(values)
-        lines.append(f"| `{name}` | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
+        lines.append(f"| `{name}` | {len(values)} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
                      f"{median / base:.1f} |")  # fmt: skip
     lines += [
         "",

@@ -30,7 +30,8 @@ SECRET_PARAMS = frozenset(
 
 
 def _lm_settings(lm) -> dict[str, Any]:
-    settings = {k: v for k, v in lm.kwargs.items() if k not in SECRET_PARAMS and v is not None}
+    everything = lm.settings() if hasattr(lm, "settings") else lm.kwargs  # GcopLM: client too
+    settings = {k: v for k, v in everything.items() if k not in SECRET_PARAMS and v is not None}
     return {"model": lm.model, **json.loads(json.dumps(settings, default=str))}
 
 
