@@ -67,8 +67,10 @@ def main() -> None:
     ]
     for name, values in times.items():
         median = statistics.median(values)
-        lines.append(f"| `{name}` | {len(values)} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
-                     f"{median / base:.1f} |")  # fmt: skip
+        spread = f"{min(values):.2f}-{max(values):.2f}"
+        lines.append(
+            f"| `{name}` | {len(values)} | {median:.2f} | {spread} | {median / base:.1f} |"
+        )
     lines += [
         "",
         "`gcop --help` imports typer, rich and gcop's own light modules only; torch, LiteLLM "
