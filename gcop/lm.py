@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 import threading
 from typing import Any
@@ -28,6 +29,17 @@ from gcop.errors import GcopError, ModelStringError  # noqa: E402
 from gcop.local import register as _register_local_provider  # noqa: E402
 
 litellm.suppress_debug_info = True
+
+
+class _NoTruncationWarnings(logging.Filter):
+    """A reply cut at `max_tokens` is a scored outcome here (a plan over budget, a core that
+    ran out of room), not something to log once per call as DSPy does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "response was truncated" not in record.getMessage()
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_NoTruncationWarnings())
 _register_local_provider()  # `local/...` models: gcop's in-process LiteLLM provider
 
 CLIENT_OPTIONS = frozenset(
