@@ -1,7 +1,7 @@
 """ExecTune end to end at a small size: train a guide for a core on GSM8K, then save it.
 
-    python examples/compile_gsm8k.py                     # local models, a CPU, about an hour
-    python examples/compile_gsm8k.py --teacher openai/gpt-4o-mini --train 64 --rl-steps 50
+    python examples/compile_gsm8k.py                     # reference plans, local models, a CPU
+    python examples/compile_gsm8k.py --teacher reference,openai/gpt-4o-mini --train 64
     gcop bench gsm8k --program runs/compile-example/program --limit 50   # score it later
 
 ExecTune is a DSPy teleprompter: `compile(student, trainset=..., valset=...)` returns a new
@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="gsm8k", help="a registered task (gcop bench --help)")
     parser.add_argument("--guide", default="local/smollm2-135m-instruct", help="a local model")
     parser.add_argument("--core", default="local/smollm2-135m-instruct")
-    parser.add_argument("--teacher", default="local/qwen2.5-coder-0.5b-instruct")
+    parser.add_argument(
+        "--teacher",
+        default="reference",
+        help="stage-1 sources, comma-separated: LiteLLM strings and/or 'reference' (plans "
+        "derived from the reference solutions)",
+    )
     parser.add_argument("--train", type=int, default=16, help="training examples")
     parser.add_argument("--dev", type=int, default=8, help="dev examples scored after each stage")
     parser.add_argument("--candidates", type=int, default=4, help="teacher strategies/example")
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         Core(args.core, max_tokens=task.core_max_tokens),
     )
     optimizer = ExecTune(
-        teacher=args.teacher,
+        teacher=teachers if len(teachers := args.teacher.split(",")) > 1 else teachers[0],
         metric=task.metric,
         sampling=SamplingConfig(candidates=args.candidates, show_reference=True),
         sft=SFTStageConfig(epochs=2, per_device_batch_size=4),

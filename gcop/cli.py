@@ -164,7 +164,13 @@ def compile_options(
     task: Annotated[str, typer.Argument(help="a registered task (see `gcop bench --help`)")],
     guide: Annotated[str, typer.Option(help="the local guide to train")] = DEFAULT_MODEL,
     core: Annotated[str, typer.Option(help="the core, a LiteLLM string")] = DEFAULT_MODEL,
-    teacher: Annotated[str, typer.Option(help="the teacher, a LiteLLM string")] = DEFAULT_MODEL,
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="stage-1 strategy sources, comma-separated: LiteLLM strings and/or 'reference' "
+            "(plans derived from reference solutions)"
+        ),
+    ] = "reference",
     stages: Annotated[str, typer.Option(help="comma-separated: sample,sft,rl")] = "sample,sft,rl",
     limit: Annotated[
         int | None, typer.Option(min=1, help="training examples (seeded sample)")
@@ -205,15 +211,17 @@ def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
         configs["rl"], max_completion_length=task_obj.guide_max_tokens
     )
     output_dir: Path = options["output_dir"]
+    sources = [t.strip() for t in options["teacher"].split(",") if t.strip()]
     optimizer = optimizer_cls(
-        options["teacher"], task_obj.metric,
+        sources if len(sources) > 1 else sources[0], task_obj.metric,
         stages=tuple(s.strip() for s in options["stages"].split(",") if s.strip()),
         cost_weight=configs["reward"].cost_weight, output_dir=output_dir, seed=options["seed"],
         eval_threads=options["threads"], **configs,
     )  # fmt: skip
     guide, core = options["guide"], options["core"]
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
-    check_models(guide, core, None if optimizer.finished("sample") else options["teacher"])
+    llm_teachers = [] if optimizer.finished("sample") else [s for s in sources if s != "reference"]
+    check_models(guide, core, *llm_teachers)
     trainset = select_examples(task_obj, "train", options["limit"], options["seed"])
     dev_limit = options["dev_limit"]
     valset = select_examples(task_obj, "dev", dev_limit, options["seed"]) if dev_limit else None
