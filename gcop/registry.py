@@ -101,6 +101,11 @@ class Registry(Mapping[str, T], Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            if not self._items:  # an install from before the entry points were declared
+                raise self._error(
+                    f"unknown {self.kind} {name!r}: no {self.kind} is registered, so gcop's "
+                    "entry points were not found; reinstall it (`pip install -e .`)"
+                ) from None
             known = ", ".join(sorted(self._items))
             raise self._error(
                 f"unknown {self.kind} {name!r}; known {self.kind}s: {known}"

@@ -196,3 +196,11 @@ def test_reports_hold_no_machine_paths(tmp_path: Path, monkeypatch) -> None:
             "openai/gpt-4o-mini": {"calls": 2},
         }  # fmt: skip
     }
+
+
+def test_an_empty_registry_says_to_reinstall() -> None:
+    from gcop.errors import GcopError
+    from gcop.registry import Registry
+
+    with pytest.raises(GcopError, match=r"no widget is registered.*pip install -e \."):
+        Registry("widget")["anything"]
