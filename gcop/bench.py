@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gcop.atomic import write_json
+from gcop.atomic import atomic_path, write_json
 from gcop.calls import default_cache
 from gcop.metrics import Outcome, Report, evaluate
+from gcop.paths import portable
 from gcop.program import Core, CoreOnly, GCoP, Guide
 from gcop.task import Task
 
-CORE_ONLY, GUIDED = "core-only", "gcop"
+CORE_ONLY, GUIDED, COMPILED = "core-only", "gcop", "compiled"
 
 
 @dataclass
@@ -35,6 +36,8 @@ class BenchConfig:
     num_threads: int = 16
     cost_weight: float = 0.0
     """lambda in utility = accuracy - lambda * dollars per query."""
+    program: str | None = None
+    """A folder `GCoP.save` wrote: run it (as "compiled") beside its own core alone."""
 
 
 @dataclass
@@ -74,11 +77,23 @@ def run_bench(
 ) -> BenchResult:
     """Run core-only, then (if a guide is given) guide + core, on the same examples."""
     examples = select_examples(task, config.split, config.limit, config.seed)
+    if config.program:  # a compiled program beside its own core, alone
+        compiled = GCoP.load(config.program)
+        config.core, config.guide = compiled.core.lm.model, compiled.guide.lm.model
+        systems: list[tuple[str, Any]] = [
+            (CORE_ONLY, CoreOnly(compiled.core)),
+            (COMPILED, compiled),
+        ]
+        return _run(systems, examples, task, config, on_start, on_outcome)
     core = Core(config.core, task=task.signature, max_tokens=task.core_max_tokens)
-    systems: list[tuple[str, Any]] = [(CORE_ONLY, CoreOnly(core))]
+    systems = [(CORE_ONLY, CoreOnly(core))]
     if config.guide:
         guide = Guide(task.strategy_type, config.guide, max_tokens=task.guide_max_tokens)
         systems.append((GUIDED, GCoP(guide, core)))
+    return _run(systems, examples, task, config, on_start, on_outcome)
+
+
+def _run(systems, examples, task: Task, config: BenchConfig, on_start, on_outcome) -> BenchResult:
     ledger = default_cache().ledger
     reports, wall = [], {}
     for name, program in systems:
@@ -99,7 +114,7 @@ def write_result(result: BenchResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{result.config.task}-{result.config.split}-{result.config.seed}"
     json_path, png_path = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
-    write_json(json_path, result.as_dict())
+    write_json(json_path, portable(result.as_dict(), out_dir))  # no machine paths
     plot_accuracy_vs_cost(result, png_path)
     return json_path, png_path
 
@@ -125,7 +140,6 @@ def plot_accuracy_vs_cost(result: BenchResult, path: Path) -> None:
     ax.set_title(f"{cfg.task} {cfg.split}, n={result.reports[0].n}\ncore={cfg.core}", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    partial = path.with_suffix(".partial.png")
-    fig.savefig(partial, dpi=120)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=120, format="png")
     plt.close(fig)
-    os.replace(partial, path)

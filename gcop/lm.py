@@ -1,32 +1,58 @@
 """`GcopLM`: a DSPy LM whose every call goes through gcop's call cache and cost ledger.
 
-DSPy's own cache is switched off for these LMs: ours is the single layer, so that guide,
-core and teacher calls share one store, one key scheme (with the sample index) and one
-ledger. The request itself still goes through `litellm.completion`, so any LiteLLM model
-string works, `local/...` included.
+It is a `dspy.LM` with a custom engine, DSPy's current LM interface: the engine's
+`complete(Request) -> Response` sends the request through `litellm.completion`, so any
+LiteLLM model string works (`local/...` included), and puts our cache in between. DSPy's
+own response cache and retries are off for these LMs: ours is the single layer, so that
+guide, core and teacher calls share one store, one key scheme (with the sample index) and
+one ledger, and LiteLLM does the retrying.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import os
 import threading
-import warnings
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 import litellm  # noqa: E402
+from dspy.clients.lm15_boundary import request_kwargs, response_value  # noqa: E402
+from dspy.utils.exceptions import LMError  # noqa: E402
 
 from gcop.calls import CallCache, default_cache  # noqa: E402
-from gcop.errors import ModelStringError  # noqa: E402
+from gcop.errors import GcopError, ModelStringError  # noqa: E402
+from gcop.local import register as _register_local_provider  # noqa: E402
 
 litellm.suppress_debug_info = True
-# DSPy 3.4 deprecates BaseLM.forward in favour of typed engines (removed in 3.5; the
-# dependency is pinned below that). The forward contract is what lets our cache sit
-# between DSPy and LiteLLM with the sample index DSPy passes as `rollout_id`.
-warnings.filterwarnings("ignore", message=r"Implementing custom LMs through BaseLM\.forward")
+
+
+class _NoTruncationWarnings(logging.Filter):
+    """A reply cut at `max_tokens` is a scored outcome here (a plan over budget, a core that
+    ran out of room), not something to log once per call as DSPy does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "response was truncated" not in record.getMessage()
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_NoTruncationWarnings())
+_register_local_provider()  # `local/...` models: gcop's in-process LiteLLM provider
+
+CLIENT_OPTIONS = frozenset(
+    {"api_key", "api_base", "base_url", "api_version", "organization", "project", "headers",
+     "extra_headers", "extra_query", "timeout", "azure_ad_token_provider", "custom_llm_provider"}
+)  # fmt: skip
+"""Where and how a request travels: held by the engine (DSPy refuses them on an LM with a
+custom engine) and never part of a cache key."""
+
+_sample: contextvars.ContextVar[int | None] = contextvars.ContextVar("gcop_sample", default=None)
+"""The sample index (DSPy's `rollout_id`) of the call in flight. DSPy keeps `rollout_id`
+from engines, as an execution control; our cache key needs it, so `GcopLM.__call__` sets
+it here for the engine, in the same thread and context."""
 
 
 def check_model_string(model: str) -> str:
@@ -44,15 +70,51 @@ _model_slots: dict[str, threading.BoundedSemaphore | None] = {}
 default to 16; local ones are unlimited since their batcher wants many at once)."""
 
 
-class GcopLM(dspy.BaseLM):
-    """A `dspy.BaseLM` over LiteLLM with gcop's cache and ledger.
+class CachedLiteLLMEngine:
+    """A DSPy engine: one request -> `litellm.completion`, through gcop's call cache."""
+
+    def __init__(
+        self, model: str, client: dict[str, Any], num_retries: int, cache: CallCache | None
+    ) -> None:
+        self.model, self.client, self.num_retries, self.cache = model, client, num_retries, cache
+
+    def complete(self, request):
+        params = request_kwargs(request, "chat")
+        messages = params.pop("messages")
+        if "max_completion_tokens" in params:  # OpenAI's newer name; every provider takes this
+            params["max_tokens"] = params.pop("max_completion_tokens")
+        cache = self.cache or default_cache()
+
+        def compute() -> tuple[dict[str, Any], float]:
+            with _model_slots.get(self.model) or contextlib.nullcontext():
+                response = litellm.completion(
+                    model=self.model, messages=messages, num_retries=self.num_retries,
+                    **params, **self.client,
+                )  # fmt: skip
+            return response.model_dump(), _response_cost(response)
+
+        body, record = cache.call(
+            self.model, messages, params, rollout_id=_sample.get(), compute=compute
+        )
+        return response_value(body, "chat", request)
+
+    def stream(self, request):
+        raise NotImplementedError("GcopLM does not stream: its calls are cached whole")
+
+    def close(self) -> None:
+        """Nothing to release: LiteLLM owns its connections."""
+
+
+class GcopLM(dspy.LM):
+    """A `dspy.LM` over LiteLLM with gcop's cache and ledger.
 
     Args:
         model: any LiteLLM model string (`local/<name-or-path>` for in-process models).
         cache: the call cache to use; default: the process-wide one (`$GCOP_HOME/calls`).
         max_concurrency: requests in flight to this model at once, shared by every GcopLM of
             the same model string in the process (default 16 for remote models).
-        temperature, max_tokens, **kwargs: default request parameters.
+        temperature, max_tokens, **kwargs: default request parameters; client options
+            (`api_base`, `api_key`, ...) go to the engine.
     """
 
     def __init__(
@@ -66,46 +128,39 @@ class GcopLM(dspy.BaseLM):
         max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model=check_model_string(model),
-            model_type="chat",
-            temperature=temperature,
-            max_tokens=max_tokens,
-            cache=False,
-            num_retries=num_retries,
-            **kwargs,
-        )
+        check_model_string(model)
+        self.client = {k: kwargs.pop(k) for k in list(kwargs) if k in CLIENT_OPTIONS}
         self.call_cache = cache
+        engine = CachedLiteLLMEngine(model, self.client, num_retries, cache)
+        super().__init__(
+            model, model_type="chat", temperature=temperature, max_tokens=max_tokens,
+            cache=False, num_retries=0, engine=engine, **kwargs,
+        )  # fmt: skip
         if max_concurrency is not None or model not in _model_slots:
             limit = max_concurrency or (None if model.startswith("local/") else 16)
             _model_slots[model] = threading.BoundedSemaphore(limit) if limit else None
 
-    def forward(self, prompt=None, messages=None, **kwargs):
-        messages = messages or [{"role": "user", "content": prompt}]
-        params = {**self.kwargs, **kwargs}
-        rollout_id = params.pop("rollout_id", None)
-        params.pop("cache", None)
-        cache = self.call_cache or default_cache()
+    def __call__(self, prompt=None, *, messages=None, **kwargs):
+        token = _sample.set(kwargs.get("rollout_id", self.kwargs.get("rollout_id")))
+        try:
+            return super().__call__(prompt, messages=messages, **kwargs)
+        except LMError as error:  # DSPy wraps what the engine raised: ours stay ours
+            if isinstance(error.__cause__, GcopError):
+                raise error.__cause__ from None
+            raise
+        finally:
+            _sample.reset(token)
 
-        def compute() -> tuple[dict[str, Any], float]:
-            with _model_slots.get(self.model) or contextlib.nullcontext():
-                response = litellm.completion(
-                    model=self.model, messages=messages, num_retries=self.num_retries, **params
-                )
-            return response.model_dump(), _response_cost(response)
-
-        data, record = cache.call(
-            self.model, messages, params, rollout_id=rollout_id, compute=compute
-        )
-        response = litellm.ModelResponse(**data)
-        response._hidden_params["response_cost"] = record.cost
-        response.cache_hit = record.cached
-        return response
+    def settings(self) -> dict[str, Any]:
+        """Request defaults and client options, credentials included (callers filter)."""
+        return {**self.kwargs, **self.client}
 
     def dump_state(self) -> dict[str, Any]:
-        state = super().dump_state()
-        state.pop("api_key", None)
-        return state
+        """The model and its settings, without credentials (see `gcop.persist`)."""
+        from gcop.persist import SECRET_PARAMS
+
+        settings = {k: v for k, v in self.settings().items() if k not in SECRET_PARAMS}
+        return {"model": self.model, **settings}
 
 
 def _response_cost(response) -> float:

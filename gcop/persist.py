@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcop.atomic import write_json
+from gcop.atomic import atomic_dir, write_json
 from gcop.errors import GcopError
 
 if TYPE_CHECKING:
@@ -31,7 +30,8 @@ SECRET_PARAMS = frozenset(
 
 
 def _lm_settings(lm) -> dict[str, Any]:
-    settings = {k: v for k, v in lm.kwargs.items() if k not in SECRET_PARAMS and v is not None}
+    everything = lm.settings() if hasattr(lm, "settings") else lm.kwargs  # GcopLM: client too
+    settings = {k: v for k, v in everything.items() if k not in SECRET_PARAMS and v is not None}
     return {"model": lm.model, **json.loads(json.dumps(settings, default=str))}
 
 
@@ -43,12 +43,8 @@ def save_program(program: GCoP, directory: Path) -> Path:
     if LocalModelSpec.is_local(guide["model"]):
         spec = LocalModelSpec.parse(guide["model"])
         if adapter := spec.adapter:
-            target = directory / ADAPTER_DIR
-            partial = directory / f".{ADAPTER_DIR}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.copytree(adapter, partial)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(partial, target)
+            with atomic_dir(directory / ADAPTER_DIR) as partial:
+                shutil.copytree(adapter, partial, dirs_exist_ok=True)
             guide["model"], guide["adapter"] = spec.with_adapter(None).format(), ADAPTER_DIR
     strategy = program.guide.strategy_type
     state = {

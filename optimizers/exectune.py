@@ -6,15 +6,18 @@
         guide = self.reinforce(guide, program, trainset)     # stage 3: executability RL
         return program.with_guide(guide)
 
-Each stage writes its artifacts atomically under `output_dir/<stage>/`; a rerun skips the
-stages that finished and a killed stage resumes from its last checkpoint. All model calls
-go through the call cache, so neither repeats a core call.
+ExecTune is a `dspy.teleprompt.Teleprompter` (:class:`~gcop.optimizers.base.GcopOptimizer`):
+`compile(student, *, trainset, teacher=None, valset=None)` as in DSPy, or positionally
+`compile(program, trainset, valset)`. Each stage writes its artifacts atomically under
+`output_dir/<stage>/` (a :class:`~gcop.optimizers.base.StageDir`); a rerun skips the stages
+that finished and a killed stage resumes from its last checkpoint. All model calls go
+through the call cache, so neither repeats a core call.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
 from gcop.local.spec import LocalModelSpec
 from gcop.metrics import Report, evaluate
+from gcop.optimizers.base import ADAPTER, GcopOptimizer, StageDir, is_main_process
 from gcop.optimizers.report import plot_compile_report
 from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
 from gcop.optimizers.rl import RLStageConfig, reinforce
@@ -43,10 +47,13 @@ from gcop.optimizers.sampling import (
     write_sampling,
 )
 from gcop.optimizers.sft import SFTStageConfig, finetune, last_checkpoint
+from gcop.paths import portable
 from gcop.program import CoreOnly, GCoP, Guide
+from gcop.registry import register_optimizer
 from gcop.task import Metric
 
 STAGES = ("sample", "sft", "rl")
+log = logging.getLogger(__name__)
 
 
 class OutputDirConflictError(GcopError):
@@ -59,7 +66,7 @@ UTILITY_LAMBDAS = (0.0, 1e3, 1e4)
 
 @dataclass
 class ExecTuneConfig:
-    teacher: str | list[str]
+    teacher: str | list[str] | None
     cost_weight: float = 0.1
     seed: int = 0
     stages: tuple[str, ...] = STAGES
@@ -69,12 +76,32 @@ class ExecTuneConfig:
     reward: RewardWeights = field(default_factory=RewardWeights)
 
 
-class ExecTune:
-    """Configuration in `__init__`, work in :meth:`compile` (DSPy's optimizer contract)."""
+@register_optimizer("exectune")
+class ExecTune(GcopOptimizer):
+    """Configuration in `__init__`, work in :meth:`compile` (DSPy's optimizer contract).
+
+    Args:
+        teacher: the LM that writes stage 1's candidate strategies (a LiteLLM string or a
+            dspy LM); may instead be given to `compile(..., teacher=...)`.
+        metric: the task metric, `metric(example, prediction) -> float`.
+        cost_weight, sampling, sft, rl, reward: every knob, one dataclass per stage.
+        stages: which of sample, sft, rl to run (a later run may add the rest).
+        output_dir: the run's folder; a rerun resumes there.
+    """
+
+    stage_markers = {"sample": "summary.json", "sft": ADAPTER, "rl": ADAPTER}
+    config_types = {"sampling": SamplingConfig, "sft": SFTStageConfig, "rl": RLStageConfig,
+                    "reward": RewardWeights}  # fmt: skip
+    """Every knob, one dataclass per stage: `gcop compile` makes its options from these."""
+    cli_aliases = {"sampling.candidates": "--candidates", "sampling.show_reference":
+                   "--show-reference", "rl.max_steps": "--rl-steps",
+                   "rl.per_device_batch_size": "--rl-batch-size",
+                   "reward.cost_weight": "--cost-weight"}  # fmt: skip
+    """Short flags for the most used options (the generated ones are `--<stage>-<field>`)."""
 
     def __init__(
         self,
-        teacher: str | dspy.BaseLM | list[str | dspy.BaseLM],
+        teacher: str | dspy.BaseLM | list[str | dspy.BaseLM] | None = None,
         metric: Metric | None = None,
         *,
         cost_weight: float = 0.1,
@@ -95,9 +122,9 @@ class ExecTune:
         executability of each stage (0: greedy only)."""
         if unknown := set(stages) - set(STAGES):
             raise ConfigError(f"unknown stages {sorted(unknown)}; use some of {', '.join(STAGES)}")
+        super().__init__(output_dir)
         self.teacher = teacher
         self.metric = metric
-        self.output_dir = Path(output_dir)
         self.eval_threads = eval_threads  # how, not what: not part of the compile's identity
         self.exec_samples = exec_samples
         reward = reward or RewardWeights(cost_weight=cost_weight)
@@ -107,25 +134,25 @@ class ExecTune:
             sampling=sampling or SamplingConfig(), sft=sft or SFTStageConfig(seed=seed),
             rl=rl or RLStageConfig(seed=seed), reward=reward,
         )  # fmt: skip
-        self.report: dict[str, Any] = {"stages": {}}
         self.stage_programs: dict[str, GCoP] = {}
         """After `compile`: the program after each stage that ran (the best is returned)."""
-
-    def finished(self, stage: str) -> bool:
-        """Whether `output_dir` holds `stage` complete (a rerun reads it back, not redoes it):
-        each stage's last, atomic write marks it done."""
-        marker = "summary.json" if stage == "sample" else "adapter"
-        return (self.output_dir / stage / marker).exists()
 
     # -- the algorithm --------------------------------------------------------------------
     def compile(
         self,
-        program: GCoP,
-        trainset: list[dspy.Example],
+        student: GCoP,
+        trainset: list[dspy.Example] | None = None,
         valset: list[dspy.Example] | None = None,
+        *,
+        teacher: str | dspy.BaseLM | dspy.Module | None = None,
     ) -> GCoP:
-        """Return a new program whose guide is trained for this core; `program` is untouched."""
-        metric = self._check(program, trainset)
+        """Return a new program whose guide is trained for this core; `student` is untouched.
+
+        `teacher` (DSPy's slot for it) replaces the teacher given to `__init__`: an LM, a
+        model string, or a program whose guide's LM is used.
+        """
+        program = student
+        metric = self._check(program, trainset, teacher)
         self._claim_output_dir(program)
         self._start_report()
         self._evaluate("core", CoreOnly(program.core), valset, metric)
@@ -157,7 +184,7 @@ class ExecTune:
         if is_main_process():
             self._write_json("report.json", self.report)
             plot_compile_report(self.report, self.output_dir / "report.png")
-        return compiled
+        return compiled if compiled is not program else program.with_guide(program.guide)
 
     def _best_on_valset(self, programs: dict[str, GCoP | None]) -> GCoP:
         self.stage_programs = {stage: p for stage, p in programs.items() if p is not None}
@@ -184,8 +211,8 @@ class ExecTune:
 
     def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
         """Stage 1: teacher strategies that are valid, leak-free and make the core succeed."""
-        directory = self.output_dir / "sample"
-        if not self.finished("sample") and _world_size() > 1:
+        directory = self.stage("sample").path
+        if not self.finished("sample") and self.dist.world_size > 1:
             raise GcopError(
                 "stage 1 calls the teacher and core, and would run once per process here; "
                 "run it once first (`gcop compile ... --stages sample`), then launch the "
@@ -248,11 +275,21 @@ class ExecTune:
         return _guide_with_adapter(guide, base, trained)
 
     # -- checks, resumability, reporting -----------------------------------------------
-    def _check(self, program: GCoP, trainset) -> Metric:
+    def _check(self, program: GCoP, trainset, teacher) -> Metric:
         if not isinstance(program, GCoP):
             raise TypeError(f"ExecTune compiles a GCoP program, not {type(program).__name__}")
         if self.metric is None:
             raise GcopError("ExecTune needs metric=...: e.g. ExecTune(teacher, metric=task.metric)")
+        if trainset is None:
+            raise GcopError("ExecTune.compile needs trainset=[dspy.Example, ...]")
+        if teacher is not None:  # DSPy passes the teacher to compile
+            self.teacher = _teacher_lm(teacher)
+            self.config.teacher = _source_names(self.teacher)
+        if self.teacher is None:
+            raise GcopError(
+                "ExecTune needs a teacher: ExecTune(teacher='provider/model', ...) or "
+                "compile(..., teacher=...)"
+            )
         check_strategy_type(program.guide.strategy_type)
         check_examples(trainset, program.guide.strategy_type.task_inputs())
         sources = self.teacher if isinstance(self.teacher, list | tuple) else [self.teacher]
@@ -278,7 +315,7 @@ class ExecTune:
         path = self.output_dir / "config.json"
         if path.exists():
             saved = json.loads(path.read_text())
-            if saved != identity:
+            if saved != portable(identity, self.output_dir):
                 raise OutputDirConflictError(
                     f"{self.output_dir} holds a compile with a different configuration; "
                     "use another output_dir, or delete it to start over"
@@ -297,7 +334,9 @@ class ExecTune:
         """Record the wall time of `key` the first time it runs (a resumed run's skip of
         finished work takes no time and must not overwrite it); save the report so far."""
         start = time.perf_counter()
+        log.info("%s: started", key)
         yield
+        log.info("%s: done in %.0f s", key, time.perf_counter() - start)
         self.report["wall_seconds"].setdefault(key, round(time.perf_counter() - start, 1))
         if is_main_process():
             self._write_json("report.json", self.report)
@@ -331,7 +370,8 @@ class ExecTune:
             self.report["ledger"] = default_cache().ledger.as_dict()
 
     def _write_json(self, name: str, data: Any) -> None:
-        write_json(self.output_dir / name, data)
+        """Paths inside the run folder are written relative to it (reports move machines)."""
+        write_json(self.output_dir / name, portable(data, self.output_dir))
 
 
 def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -> Guide:
@@ -347,11 +387,11 @@ def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -
     return few_shot
 
 
-def _source_names(teacher) -> str | list[str]:
+def _source_names(teacher) -> str | list[str] | None:
     """The teacher (or list of strategy sources) as JSON-able names, for the identity."""
     if isinstance(teacher, list | tuple):
         return [_source_names(t) for t in teacher]
-    return teacher if isinstance(teacher, str) else teacher.model
+    return teacher if isinstance(teacher, str) or teacher is None else teacher.model
 
 
 def _price_per_token(model: str) -> tuple[float, float]:
@@ -369,14 +409,18 @@ def _price_per_token(model: str) -> tuple[float, float]:
     return entry.get("input_cost_per_token", 0.0), entry.get("output_cost_per_token", 0.0)
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """Under `accelerate launch` or torchrun every process runs `compile`: all of them
-    train (TRL's DDP/FSDP/DeepSpeed path), rank 0 alone evaluates and writes the report."""
-    return os.environ.get("RANK", "0") == "0"
+def _teacher_lm(teacher: str | dspy.BaseLM | list | dspy.Module) -> str | dspy.BaseLM | list:
+    """DSPy's `teacher` is a program; ours is the LM that writes strategies (or a list of
+    strategy sources, as `__init__` takes)."""
+    if isinstance(teacher, str | dspy.BaseLM | list | tuple):
+        return teacher
+    guide = getattr(teacher, "guide", teacher)
+    if isinstance(getattr(guide, "lm", None), dspy.BaseLM):
+        return guide.lm
+    raise TypeError(
+        f"teacher={type(teacher).__name__}: pass a model string, a dspy LM, or a GCoP/Guide "
+        "whose guide LM writes the candidate strategies"
+    )
 
 
 def _reward_rows_to_keep(rl_dir: Path) -> list[dict[str, Any]]:
@@ -393,7 +437,7 @@ def _reward_rows_to_keep(rl_dir: Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:  # the last line of a killed run may be cut off
             continue
-    if not (rl_dir / "adapter").is_dir():
+    if not StageDir(rl_dir, ADAPTER).done:
         checkpoint = last_checkpoint(rl_dir)
         resumed_step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
         rows = [row for row in rows if row.get("step", 0) <= resumed_step]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from gcop.atomic import atomic_path
 
 
 def plot_compile_report(report: dict[str, Any], path: Path) -> Path:
@@ -45,8 +46,7 @@ def plot_compile_report(report: dict[str, Any], path: Path) -> Path:
     if rewards:
         rl_ax.legend(fontsize=8)
     fig.tight_layout()
-    partial = path.with_suffix(".partial.png")
-    fig.savefig(partial, dpi=110)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=110, format="png")
     plt.close(fig)
-    os.replace(partial, path)
     return path

@@ -17,6 +17,7 @@ from typing import Any
 
 from gcop.atomic import write_json
 from gcop.errors import ConfigError
+from gcop.optimizers.base import ADAPTER, StageDir
 from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
 RewardFunction = Callable[..., list[float | None]]
@@ -106,9 +107,9 @@ def reinforce(
     from trl import GRPOTrainer
 
     output_dir = Path(output_dir)
-    adapter = output_dir / "adapter"
-    if adapter.is_dir():
-        return adapter
+    stage = StageDir(output_dir, ADAPTER)
+    if stage.done:
+        return stage.marker_path
     if not prompts or any("prompt" not in row for row in prompts):
         raise ValueError("every RL row needs a 'prompt' (the guide's chat messages)")
     write_json(output_dir / "config.json", asdict(config))

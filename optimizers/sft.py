@@ -10,15 +10,15 @@ written last and atomically, so that an existing `adapter/` means the stage is d
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop.atomic import write_json
+from gcop.atomic import atomic_dir, write_json
 from gcop.local.registry import resolve
 from gcop.local.spec import LocalModelSpec
+from gcop.optimizers.base import ADAPTER, StageDir
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def finetune(
     from trl import SFTConfig, SFTTrainer
 
     output_dir = Path(output_dir)
-    adapter = output_dir / "adapter"
-    if adapter.is_dir():
-        return adapter
+    stage = StageDir(output_dir, ADAPTER)
+    if stage.done:
+        return stage.marker_path
     if not examples:
         raise ValueError("no training examples: stage 1 accepted no strategy")
     write_json(output_dir / "config.json", asdict(config))
@@ -184,12 +184,10 @@ def last_checkpoint(output_dir: Path) -> str | None:
 def save_stage(trainer: Any, output_dir: Path) -> Path:
     """Write `train_log.json`, then `adapter/` (only the trained adapter, not a frozen
     reference copy) by an atomic rename: the adapter's presence marks the stage done."""
-    adapter = output_dir / "adapter"
+    adapter = StageDir(output_dir, ADAPTER).marker_path
     if trainer.accelerator.is_main_process:  # under `accelerate launch`, rank 0 writes
         write_json(output_dir / "train_log.json", trainer.state.log_history)
-        partial = output_dir / "adapter.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
-        os.replace(partial, adapter)
+        with atomic_dir(adapter) as partial:
+            trainer.model.save_pretrained(str(partial), selected_adapters=["default"])
     trainer.accelerator.wait_for_everyone()  # the others read it once it is there
     return adapter

@@ -1,21 +1,22 @@
-"""Task programs gcop optimizes (math, code): data, strategy types and metrics."""
+"""Task programs gcop optimizes (math, code): data, strategy types and metrics.
+
+Each module registers what it defines (`register_task`, `register_dataset`) when imported;
+:func:`register_all`, this package's `gcop.programs` entry point, imports every module here,
+so a new benchmark is one new file in this folder.
+"""
 
 from __future__ import annotations
 
-from gcop.errors import UnknownTaskError
+import importlib
+import pkgutil
+
+from gcop.registry import get_task
 from gcop.task import Task
 
-TASK_NAMES = ("gsm8k", "math500", "humaneval", "mbpp", "code")
+__all__ = ["Task", "get_task", "register_all"]
 
 
-def get_task(name: str) -> Task:
-    """The task called `name`; an unknown name is an error listing the known ones."""
-    if name in ("gsm8k", "math500"):
-        from gcop.programs import math
-
-        return {"gsm8k": math.GSM8K, "math500": math.MATH500}[name]
-    if name in ("humaneval", "mbpp", "code"):
-        from gcop.programs import code
-
-        return {"humaneval": code.HUMANEVAL, "mbpp": code.MBPP, "code": code.CODE}[name]
-    raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+def register_all() -> None:
+    """Import every module of this package (each registers its tasks and datasets)."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")

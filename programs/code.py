@@ -308,3 +308,8 @@ CODE = Task(
     core_max_tokens=384,
     description="code: train/dev on MBPP (200/100), test on all 164 HumanEval problems",
 )
+
+from gcop.registry import register_task  # noqa: E402
+
+for _task in (HUMANEVAL, MBPP, CODE):  # known to `gcop bench`, `gcop compile`, get_task
+    register_task(_task)

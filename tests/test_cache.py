@@ -46,7 +46,7 @@ def test_api_keys_never_reach_the_cache(api, tmp_path: Path) -> None:
     cache = CallCache(tmp_path / "calls")
     secret = "sk-live-SECRET-4242"
     model = lm(api, cache=cache)
-    model.kwargs["api_key"] = secret
+    model.client["api_key"] = secret  # client options live with the engine, not in kwargs
     model("What is 1 plus 2?")
     assert api.model.bodies[-1]["headers"]["authorization"] == f"Bearer {secret}"
     cache.store.close()

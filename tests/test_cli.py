@@ -27,12 +27,13 @@ def test_every_command_has_help(args: list[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["bench", "nosuchtask"], "unknown task 'nosuchtask'; known tasks: gsm8k"),
+        (["bench", "nosuchtask"], "unknown task 'nosuchtask'; known tasks: code, gsm8k"),
         (["bench", "gsm8k", "--core", "gpt4"], "is not a 'provider/model' string"),
         (["bench", "gsm8k", "--core", "local/nope"], "gcop models pull"),
         (["bench", "gsm8k", "--split", "validation"], "unknown split 'validation'"),
         (["models", "pull", "gpt-5"], "unknown model 'gpt-5'"),
         (["data", "pull", "imagenet"], "unknown dataset"),
+        (["bench", "gsm8k", "--program", "nowhere"], "holds no saved program"),
     ],
 )
 def test_bad_input_is_one_line_error_with_the_fix(args: list[str], message: str) -> None:
@@ -113,3 +114,109 @@ def test_compile_config_errors_are_one_line_before_any_model(option, message, tm
     assert result.exit_code == 2
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_compile_options_come_from_the_stage_configs_with_their_defaults() -> None:
+    import dataclasses
+
+    from gcop.cli import build_compile_command
+    from gcop.optimizers.exectune import ExecTune
+
+    options = {p.name: p for p in build_compile_command().params}
+    for prefix, config in ExecTune.config_types.items():
+        for f in dataclasses.fields(config):
+            name = f"{prefix}_{f.name}"
+            if f.name in ("seed", "max_completion_length") or name not in options:
+                assert f.name in ("seed", "max_completion_length", "target_modules"), name
+                continue
+            assert options[name].default == f.default, name  # one source of defaults
+            assert options[name].help == f.metadata["help"]
+    assert options["rl_max_steps"].default == 200 and "--rl-steps" in options["rl_max_steps"].opts
+    assert "--cost-weight" in options["reward_cost_weight"].opts
+
+
+def test_a_generated_option_reaches_its_config_check(tmp_path: Path) -> None:
+    args = ["compile", "gsm8k", "--sampling-keep", "best", "--output-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "keep='best'" in result.output
+
+
+def test_help_is_fast_because_nothing_heavy_is_built_for_it() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert (
+        result.exit_code == 0 and "compile" in result.output and "Compile a guide" in result.output
+    )
+
+
+def test_tables_fit_80_columns() -> None:
+    from rich.console import Console
+
+    from gcop.bench import BenchConfig, BenchResult
+    from gcop.cli import compile_table, results_table
+    from gcop.metrics import Interval, Report
+
+    interval = Interval(0.333, 0.123, 0.612)
+    reports = [Report(system, 20, 1, interval, interval if system != "core-only" else None,
+                      interval, Interval(1.2e-5, 1e-5, 1.4e-5), 123.0, 456.0, 40, 40, 0)
+               for system in ("core-only", "gcop")]  # fmt: skip
+    config = BenchConfig(task="gsm8k", core="local/qwen2.5-coder-0.5b-instruct",
+                         guide="local/smollm2-135m-instruct")  # fmt: skip
+    result = BenchResult(config, reports, {"core-only": 812.0, "gcop": 1413.0}, {})
+    row = {
+        "accuracy": interval.__dict__,
+        "executability": interval.__dict__,
+        "valid_rate": interval.__dict__,
+        "cost_per_query": {"estimate": 1.23e-5},
+        "n": 200,
+    }
+    report = {
+        "dev": dict.fromkeys(("core", "untrained", "sample", "sft", "rl"), row),
+        "stages": {"sample": {"acceptance_rate": 0.42, "attempts": 128}},
+        "wall_seconds": {"sample": 100.0, "sft": 200.0, "rl": 3000.0, "dev:rl": 40.0},
+    }
+    for table in (results_table(result), compile_table(report)):
+        console = Console(width=80, record=True, force_terminal=False)
+        console.print(table)
+        text = console.export_text()
+        assert max(map(len, text.splitlines())) <= 80
+        assert "…" not in text  # nothing cut off
+        assert "0.33 [0.12,0.61]" in text
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from gcop.progress import progress
+
+    monkeypatch.setenv("GCOP_PROGRESS_INTERVAL", "0")
+    out = io.StringIO()
+    with progress(Console(file=out, width=80)) as bars:
+        bars.add("core-only", 3)
+        for _ in range(3):
+            bars.advance("core-only")
+    lines = out.getvalue().splitlines()
+    assert [line.split()[:2] for line in lines] == [["core-only", f"{i}/3"] for i in range(4)]
+    assert "\x1b" not in out.getvalue()  # plain text, no terminal control codes
+
+
+def test_bench_runs_a_saved_program_beside_its_core(
+    tiny_model: str, tmp_path: Path, fresh_cache
+) -> None:
+    from gcop import Core, GCoP, Guide
+    from gcop.programs.math import MathPlan
+    from tests import plugin_task
+
+    model = f"local/{tiny_model}"
+    GCoP(Guide(MathPlan, model, max_tokens=16), Core(model, max_tokens=32)).save(tmp_path / "p")
+    args = ["bench", plugin_task.NAME, "--program", str(tmp_path / "p"), "--limit", "2",
+            "--split", "test", "--out", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / f"bench-{plugin_task.NAME}-test-0.json").read_text())
+    assert [r["system"] for r in saved["reports"]] == ["core-only", "compiled"]
+    assert saved["config"]["program"] == "p"  # relative to the report's folder
+    assert saved["config"]["core"] == model
+    both = runner.invoke(app, [*args, "--guide", model])
+    assert both.exit_code == 2 and "drop --guide" in both.output

@@ -78,7 +78,7 @@ def test_cache_is_reused(
 
 
 def test_unknown_name() -> None:
-    with pytest.raises(UnknownTaskError, match="known: gsm8k, math500, mbpp, humaneval"):
+    with pytest.raises(UnknownTaskError, match="known datasets: gsm8k, humaneval, math500, mbpp"):
         data.pull("nosuch")
     with pytest.raises(UnknownTaskError, match="nosuch"):
         data.split("nosuch", "test")
@@ -130,7 +130,7 @@ def test_hub_rows_normalize_to_the_same_columns(
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     ds = data.pull(name)
-    assert asked == [data.HUB[name]]
+    assert asked == [data.spec(name).hub]
     assert ds[0] == HUB_WANT[name]
 
 

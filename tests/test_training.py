@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import gcop  # noqa: F401  (registers local/)
+import gcop.local  # noqa: F401  (registers the local/ provider with LiteLLM)
 from gcop.local.provider import prompt_ids
 from gcop.optimizers.rl import RLStageConfig, reinforce
 from gcop.optimizers.sft import SFTStageConfig, as_prompt_completion, finetune, load_base

