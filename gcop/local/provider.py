@@ -263,7 +263,7 @@ def _constraint(loaded: LoadedModel, response_format: Any):
             return None
         if not getattr(loaded.generator, "supports_constraints", False):
             raise constrained.ConstraintError(
-                f"local model {loaded.spec!r} runs on an engine that cannot decode under "
+                f"local model {loaded.spec.format()!r} runs on an engine that cannot decode under "
                 f"response_format ({type(loaded.generator).__name__}); use the transformers "
                 "engine or drop response_format"
             )
@@ -272,7 +272,7 @@ def _constraint(loaded: LoadedModel, response_format: Any):
         return constrained.grammar_for(response_format, loaded.tokenizer, eos, width)
     except (constrained.ConstraintError, constrained.MissingLibraryError) as error:
         raise litellm.BadRequestError(
-            str(error), model=loaded.spec, llm_provider=PROVIDER
+            str(error), model=loaded.spec.format(), llm_provider=PROVIDER
         ) from error
 
 
