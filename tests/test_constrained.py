@@ -203,9 +203,11 @@ def test_schema_of_and_response_format_for() -> None:
 def test_missing_library_names_the_install(tiny_model: str) -> None:
     """Without llguidance, response_format fails with the pip command; plain calls work."""
     script = f"""
-import sys, litellm
+import os, sys
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 sys.modules["llguidance"] = None  # as if not installed: importing it raises ImportError
-import gcop
+import litellm
+import gcop.local  # registers the local/ provider with LiteLLM
 messages = [{{"role": "user", "content": "hi"}}]
 model = "local/{tiny_model}"
 assert litellm.completion(model=model, messages=messages, max_tokens=3).choices

@@ -1,5 +1,10 @@
 """The `local/` provider: in-process Hugging Face models behind LiteLLM (registered on import)."""
 
+import os
+
+# LiteLLM fetches its cost map from the network at import unless told to use its local copy
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from gcop.local.provider import MODELS, adapter_spec, register
 from gcop.local.registry import DEFAULT_MODEL, REGISTRY, list_models, pull, resolve
 from gcop.local.spec import LocalModelSpec
