@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -41,10 +42,9 @@ class PlanJSON(BaseModel):
     )
 
 
-SYSTEM = (
-    " ".join(MathPlan.__doc__.split())
-    + '\nReply with JSON only, in this form: {"steps": ["first step", "second step"]}'
-)
+INSTRUCTION = " ".join(MathPlan.__doc__.split())
+EXAMPLE = '\nReply with JSON only, in this form: {"steps": ["first step", "second step"]}'
+PLACEHOLDER = re.compile(r"(first|second|third|fourth|fifth|\w+th) step", re.IGNORECASE)
 
 
 class MaskTimer:
@@ -80,11 +80,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run(model: str, rows: list[dict], constrained_: bool, temperature: float, tokens: int):
+def run(model: str, rows: list[dict], constrained_: bool, temperature: float, tokens: int,
+        example: bool = True):  # fmt: skip
     fmt = {"response_format": constrained.response_format_for(PlanJSON)} if constrained_ else {}
+    system = INSTRUCTION + (EXAMPLE if example else "")
 
     def one(i: int):
-        messages = [{"role": "system", "content": SYSTEM},
+        messages = [{"role": "system", "content": system},
                     {"role": "user", "content": rows[i]["question"]}]  # fmt: skip
         return litellm.completion(model=model, messages=messages, max_tokens=tokens,
                                   temperature=temperature, seed=i, **fmt)  # fmt: skip
@@ -93,7 +95,7 @@ def run(model: str, rows: list[dict], constrained_: bool, temperature: float, to
     with ThreadPoolExecutor(len(rows)) as pool:
         responses = list(pool.map(one, range(len(rows))))
     wall = time.perf_counter() - started
-    parsed = valid = stopped = 0
+    parsed = valid = stopped = copied = 0
     for row, response in zip(rows, responses, strict=True):
         choice = response.choices[0]
         stopped += choice.finish_reason == "stop"
@@ -102,10 +104,10 @@ def run(model: str, rows: list[dict], constrained_: bool, temperature: float, to
         except ValueError:
             continue
         parsed += 1
-        example = _example(row)
-        valid += MathPlan(steps=plan.steps).check(example).ok
+        valid += MathPlan(steps=plan.steps).check(_example(row)).ok
+        copied += all(PLACEHOLDER.fullmatch(step.strip()) for step in plan.steps)
     completion = sum(r.usage.completion_tokens for r in responses)
-    return {"parsed": parsed, "valid": valid, "stopped": stopped, "n": len(rows),
+    return {"parsed": parsed, "valid": valid, "stopped": stopped, "n": len(rows), "copied": copied,
             "tokens": completion, "tok_s": completion / wall, "wall": wall,
             "sample": responses[0].choices[0].message.content}  # fmt: skip
 
@@ -122,39 +124,44 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--temperatures", default="0,0.7")
+    parser.add_argument("--decodings", default="free,schema,schema-no-example",
+                        help="free: prompt with an example; schema: the same under the "
+                             "schema; schema-no-example: under the schema, no example")  # fmt: skip
     args = parser.parse_args()
     rows = list(data.split("gsm8k", "train").select(range(args.n)))
     run(args.model, rows[:1], True, 0.0, 8)  # load the model and llguidance's tokenizer
     timer = MaskTimer()
     results = []
     for temperature in map(float, args.temperatures.split(",")):
-        for constrained_ in (False, True):
+        for decoding in args.decodings.split(","):
+            constrained_ = decoding.startswith("schema")
             before = (timer.seconds, timer.tokens)
-            result = run(args.model, rows, constrained_, temperature, args.tokens)
+            result = run(args.model, rows, constrained_, temperature, args.tokens,
+                         example=decoding != "schema-no-example")  # fmt: skip
             result["mask_ms"] = (
                 1000 * (timer.seconds - before[0]) / max(1, timer.tokens - before[1])
                 if constrained_ else 0.0
             )  # fmt: skip
-            results.append((temperature, constrained_, result))
-            print(f"T={temperature} {'schema' if constrained_ else 'free'}: "
+            results.append((temperature, decoding, result))
+            print(f"T={temperature} {decoding}: "
                   f"{result['parsed']}/{result['n']} parseable, {result['tok_s']:.1f} tok/s",
                   flush=True)  # fmt: skip
     print(f"\n### {args.model}: {args.n} GSM8K train questions, max_tokens {args.tokens}")
     print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, one batch of {args.n} per condition, "
           f"seed = question index\n")  # fmt: skip
-    print("| temperature | decoding | parseable (95% CI) | valid MathPlan | ended by itself "
-          "| completion tokens | tokens/s | mask ms/token |")  # fmt: skip
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for temperature, constrained_, r in results:
+    print("| temperature | decoding | parseable (95% CI) | valid MathPlan | copies the example "
+          "| ended by itself | completion tokens | tokens/s | mask ms/token |")  # fmt: skip
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    for temperature, decoding, r in results:
         low, high = wilson(r["parsed"], r["n"])
-        print(f"| {temperature} | {'schema' if constrained_ else 'free'} "
+        print(f"| {temperature} | {decoding} "
               f"| {r['parsed']}/{r['n']} ({low:.2f}-{high:.2f}) | {r['valid']}/{r['n']} "
+              f"| {r['copied']}/{r['n']} "
               f"| {r['stopped']}/{r['n']} | {r['tokens']} | {r['tok_s']:.1f} "
               f"| {r['mask_ms']:.2f} |")  # fmt: skip
-    for temperature, constrained_, r in results:
-        kind = "schema" if constrained_ else "free"
-        print(f"\nfirst completion, T={temperature}, {kind}: {r['sample'][:300]!r}")
+    for temperature, decoding, r in results:
+        print(f"\nfirst completion, T={temperature}, {decoding}: {r['sample'][:300]!r}")
 
 
 if __name__ == "__main__":

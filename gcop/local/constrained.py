@@ -134,26 +134,32 @@ class LLGuidanceRow:
 
     def __init__(self, matcher: Any, vocab_size: int) -> None:
         import llguidance.numpy
-        import torch
 
         self._matcher = matcher
         self._bitmask = llguidance.numpy.allocate_token_bitmask(1, vocab_size)
-        self._shifts = torch.arange(32, dtype=torch.int32)
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of every token the constraint forbids next to -inf, in place."""
         import llguidance.numpy
-        import torch
+        import numpy as np
 
         # The numpy helpers, not llguidance.torch: importing that one builds a
-        # torch.compile kernel (about 13 s here, and it needs a C compiler to run).
+        # torch.compile kernel (about 13 s here, and it needs a C compiler to run). On the
+        # CPU the mask is applied in numpy too: a handful of small torch ops per row and
+        # token cost 3-60 ms on a loaded 2-core machine (intra-op thread pool waits), numpy
+        # 0.3 ms (benchmarks/constrained_gsm8k.py measures it).
         llguidance.numpy.fill_next_token_bitmask(self._matcher, self._bitmask, 0)
-        packed = torch.from_numpy(self._bitmask[0])
-        bits = ((packed.unsqueeze(-1) >> self._shifts) & 1).flatten()
+        words = self._bitmask[0].astype("<i4", copy=False)  # bit j of word w: token 32w+j
+        bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+        forbidden = np.ones(logits.shape[-1], dtype=bool)
         width = min(bits.shape[0], logits.shape[-1])
-        allowed = torch.zeros(logits.shape[-1], dtype=torch.bool)
-        allowed[:width] = bits[:width].bool()
-        logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
+        forbidden[:width] = bits[:width] == 0
+        if logits.device.type == "cpu" and logits.is_contiguous():
+            logits.numpy()[forbidden] = -np.inf
+        else:
+            import torch
+
+            logits.masked_fill_(torch.from_numpy(forbidden).to(logits.device), float("-inf"))
 
     def advance(self, token: int) -> None:
         if not self._matcher.consume_token(token):
