@@ -56,11 +56,10 @@ def layout_hint(strategy_type: type[Strategy], *, json: bool = False) -> str:
     """How to write the reply, shown once in the system message (as JSON when the reply is
     decoded under the type's JSON schema)."""
     fields = strategy_type.model_fields
-    if json:
-        example = {
-            n: (["..."] if "list" in str(f.annotation) else "...") for n, f in fields.items()
-        }
-        return f"Reply with JSON only, in this shape: {_json.dumps(example)}"
+    if json:  # described in words: a small model copies any example it is shown
+        parts = [f'"{n}" ({"a list of strings: " if "list" in str(f.annotation) else ""}'
+                 f"{f.description or n})" for n, f in fields.items()]  # fmt: skip
+        return "Reply with JSON only: an object with " + ", ".join(parts) + "."
     if len(fields) == 1:
         return "Reply with the plan only: numbered lines (1. ..., 2. ...), one step per line."
     lines = []
