@@ -12,7 +12,6 @@ the same adapter, so comparisons stay fair.
 
 from __future__ import annotations
 
-import json as _json
 import re
 from typing import Any
 
