@@ -187,12 +187,10 @@ class ExecTune(GcopOptimizer):
         return compiled if compiled is not program else program.with_guide(program.guide)
 
     def _best_on_valset(self, programs: dict[str, GCoP | None]) -> GCoP:
-        self.stage_programs = {stage: p for stage, p in programs.items() if p is not None}
-        return self._pick_best(programs)
-
-    def _pick_best(self, programs: dict[str, GCoP | None]) -> GCoP:
         """The stage that scored best on the valset (accuracy, then lower cost; a later
-        stage wins a full tie), recorded as `best_stage`; the last stage without a valset."""
+        stage wins a full tie), recorded as `best_stage`; the last stage without a valset.
+        Every stage's program is kept in `stage_programs`."""
+        self.stage_programs = {stage: p for stage, p in programs.items() if p is not None}
         last = next(p for p in reversed(programs.values()) if p is not None)
         dev = self.report.get("dev", {})
         scored = [(stage, p) for stage, p in programs.items() if p is not None and stage in dev]
