@@ -98,14 +98,12 @@ class Strategy(BaseModel):
     @classmethod
     def response_format(cls) -> dict[str, Any]:
         """The OpenAI/LiteLLM `response_format` that makes a model write this type's JSON
-        (API models decode under it; `local/` models through a logits processor)."""
+        (API models decode under it; `local/` models through a logits processor). Not
+        `strict`: OpenAI's strict mode refuses schemas with optional fields (CodePlan's
+        `edge_cases`), and the result is validated here anyway."""
         return {
             "type": "json_schema",
-            "json_schema": {
-                "name": cls.__name__,
-                "schema": cls.model_json_schema(),
-                "strict": True,
-            },
+            "json_schema": {"name": cls.__name__, "schema": cls.model_json_schema()},
         }
 
     @property
@@ -124,9 +122,7 @@ class Strategy(BaseModel):
                 return cls.model_validate(layout)
             except ValidationError:
                 pass
-        if text.startswith(
-            "{"
-        ):  # the type's JSON exactly (what schema-constrained decoding writes)
+        if text.startswith("{"):  # the type's JSON as it is: what constrained decoding writes
             try:
                 return cls.model_validate_json(text)
             except ValidationError:
