@@ -1,7 +1,7 @@
 """The headline experiment: does an ExecTune-compiled guide beat its core alone, on held-out
 problems, significantly? With the stage ablation over seeds, and the ceiling.
 
-    python benchmarks/headline.py --task gsm8k --core local/qwen2.5-coder-0.5b-instruct \
+    python benchmarks/headline.py --task gsm8k --core local/qwen2.5-coder-1.5b-instruct \
         --guide local/smollm2-135m-instruct --teacher reference --train 400 --dev 50 \
         --test 300 --seeds 0,1,2 --out runs/headline
 
@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--task", default="gsm8k")
-    add("--core", default="local/qwen2.5-coder-0.5b-instruct")
+    add("--core", default="local/qwen2.5-coder-1.5b-instruct")
     add("--guide", default="local/smollm2-135m-instruct")
     add("--teacher", default="reference", help="comma-separated stage-1 sources")
     add("--candidates", type=int, default=4, help="samples per example from each LLM teacher")

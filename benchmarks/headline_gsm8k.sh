@@ -6,7 +6,7 @@
 # Sizes: override with env vars (TEST=300 is the whole test partition). On a GPU raise
 # THREADS and GCOP_LOCAL_MAX_BATCH; docs/benchmarks.md has the sizes used and the results.
 set -euo pipefail
-CORE=${CORE:-local/qwen2.5-coder-0.5b-instruct} GUIDE=${GUIDE:-local/smollm2-135m-instruct}
+CORE=${CORE:-local/qwen2.5-coder-1.5b-instruct} GUIDE=${GUIDE:-local/smollm2-135m-instruct}
 TEACHER=${TEACHER:-reference} TRAIN=${TRAIN:-400} DEV=${DEV:-50} TEST=${TEST:-300}
 SEEDS=${SEEDS:-0,1,2} SFT_EPOCHS=${SFT_EPOCHS:-3} RL_STEPS=${RL_STEPS:-50}
 THREADS=${THREADS:-32} OUT=${OUT:-runs/headline} RESULTS=${RESULTS:-docs/results/headline.json}
