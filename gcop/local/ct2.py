@@ -31,7 +31,6 @@ import os
 import queue
 import shutil
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.errors import GcopError
-from gcop.local.engine import GenerationRequest, GenerationResult
+from gcop.local.engine import GenerationRequest, GenerationResult, gather_batch
 from gcop.local.registry import models_dir
 
 log = logging.getLogger(__name__)
@@ -239,15 +238,8 @@ class Ct2Generator:
 
     def _serve(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            deadline = time.monotonic() + self.batch_window_s
-            while sum(job.n for job in batch) < self.max_batch_size:
-                timeout = deadline - time.monotonic()
-                try:
-                    batch.append(self._queue.get(timeout=max(timeout, 0)))
-                except queue.Empty:
-                    if timeout <= 0:
-                        break
+            batch = gather_batch(self._queue, self.batch_window_s, self.max_batch_size,
+                                 rows=lambda job: job.n)  # fmt: skip
             self._run(batch)
 
     def _run(self, jobs: list[_Job]) -> None:

@@ -77,6 +77,21 @@ def _select_rows(cache, rows: torch.Tensor) -> None:
         layer.values = layer.values[rows]
 
 
+def gather_batch(source: queue.Queue, window_s: float, limit: int, rows=lambda item: 1) -> list:
+    """Block for one item, then take whatever else arrives within `window_s`, up to `limit`
+    rows (`rows(item)` counts an item's rows): how every engine's worker forms a batch."""
+    batch = [source.get()]
+    deadline = time.monotonic() + window_s
+    while sum(rows(item) for item in batch) < limit:
+        timeout = deadline - time.monotonic()
+        try:
+            batch.append(source.get(timeout=max(timeout, 0)))
+        except queue.Empty:
+            if timeout <= 0:
+                break
+    return batch
+
+
 class BatchedGenerator:
     """Decodes batches of :class:`GenerationRequest` with one model, from many threads.
 
@@ -148,16 +163,7 @@ class BatchedGenerator:
 
     def _serve(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
-            deadline = time.monotonic() + self.batch_window_s
-            while len(batch) < self.max_batch_size:
-                timeout = deadline - time.monotonic()
-                try:
-                    batch.append(self._queue.get(timeout=max(timeout, 0)))
-                except queue.Empty:
-                    if timeout <= 0:
-                        break
+            batch = gather_batch(self._queue, self.batch_window_s, self.max_batch_size)
             try:
                 results = self._decode([p.request for p in batch])
             except BaseException as error:  # deliver the failure to every waiting caller
