@@ -317,6 +317,74 @@ def results_table(result) -> Table:
 
 @app.command()
 @one_line_errors
+def experiment(
+    config_file: Annotated[Path, typer.Argument(help="the experiment's TOML file")],
+    work_dir: Annotated[
+        Path | None, typer.Option(help="compiles and cells [default: the file's work_dir]")
+    ] = None,
+    results_dir: Annotated[
+        Path | None, typer.Option(help="where experiment-NAME.json/.md/.png go")
+    ] = None,
+) -> None:
+    """Run (or resume) a grid of methods x cores x seeds; one line per cell."""
+    import dataclasses
+
+    from gcop.experiment import load_config, run_experiment
+
+    config = load_config(config_file)
+    overrides = {"work_dir": work_dir, "results_dir": results_dir}
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
+    cells = len(config.methods) * len(config.cores) * len(config.seeds)
+    console.print(f"experiment {config.name}: {config.task} {config.split}, {cells} grid "
+                  f"cells, work folder {config.work_dir}", highlight=False)  # fmt: skip
+
+    def line(text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
+        line(cell_line(index, total, cell, result, reused))
+
+    results = run_experiment(config, on_cell=on_cell, log=line)
+    console.print(experiment_table(results))
+    stem = config.results_dir / f"experiment-{config.name}"
+    console.print(f"wrote {stem}.json, .md and .png", highlight=False)
+
+
+def cell_line(index: int, total: int, cell, result: dict, reused: bool) -> str:
+    """One plain line per cell: where it is in the grid, what it scored, what it cost."""
+    acc = result["accuracy"]
+    executable = result["guide_averaged_executability"] or result["executability"]
+    wall = result["wall_seconds"]
+    status = "done earlier" if reused else f"{wall['build'] + wall['score']:.0f} s"
+    parts = [f"[{index + 1}/{total}] {cell.label}", f"core {cell.core.rsplit('/', 1)[-1]}",
+             f"seed {cell.seed}",
+             f"acc {acc['estimate']:.3f} [{acc['low']:.2f},{acc['high']:.2f}]"]  # fmt: skip
+    if executable:
+        parts.append(f"exec {executable['estimate']:.2f}")
+    parts += [f"$/q {result['cost_per_query']['estimate']:.1e}", status]
+    return " | ".join(parts)
+
+
+def experiment_table(results: dict) -> Table:
+    """Five columns, so it fits 80: method (core), accuracy, executability, cost, vs core."""
+    table = Table("method (core)", "accuracy", "exec", "$/query", "vs core alone",
+                  title=f"{results['task']} {results['split']}, n={results['n']}, "
+                  f"seeds {results['seeds']}")  # fmt: skip
+    for row in results["rows"]:
+        acc, versus = row["accuracy"], row["vs_core_alone"]
+        boot = versus["bootstrap"] if versus else None
+        table.add_row(
+            f"{row['label']} ({row['core'].rsplit('/', 1)[-1][:20]})",
+            f"{acc['mean']:.3f}±{acc['std']:.3f}",
+            f"{row['executability']['mean']:.2f}" if row["executability"] else "-",
+            f"{row['cost_per_query']['mean']:.1e}",
+            f"{boot['difference']:+.3f} p={boot['p_value']:.2f}" if boot else "-",
+        )  # fmt: skip
+    return table
+
+
+@app.command()
+@one_line_errors
 def demo(
     limit: Annotated[int, typer.Option(min=1, help="GSM8K dev problems to run")] = 12,
     out: Annotated[Path, typer.Option(help="folder for the results")] = Path("runs"),

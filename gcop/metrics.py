@@ -21,6 +21,8 @@ import dspy
 from gcop.task import Metric
 
 Z95 = 1.959964
+UTILITY_LAMBDAS = (0.0, 1e3, 1e4)
+"""lambda values (per dollar per query) at which reports give U = accuracy - lambda*cost."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Outcome:
     guide_tokens: int = 0
     core_tokens: int = 0
     cost: float = 0.0
+    guide_cost: float = 0.0
+    core_cost: float = 0.0
+    """`cost` by role: what the guide's and the core's calls cost (their sum is `cost`)."""
     calls: int = 0
     cache_hits: int = 0
     failed: str | None = None
@@ -137,6 +142,7 @@ def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, *, exam
         guide_tokens=guide.get("prompt_tokens", 0) + guide.get("completion_tokens", 0),
         core_tokens=core.get("prompt_tokens", 0) + core.get("completion_tokens", 0),
         cost=guide.get("cost", 0.0) + core.get("cost", 0.0),
+        guide_cost=guide.get("cost", 0.0), core_cost=core.get("cost", 0.0),
         calls=guide.get("calls", 0) + core.get("calls", 0),
         cache_hits=guide.get("cache_hits", 0) + core.get("cache_hits", 0),
     )  # fmt: skip

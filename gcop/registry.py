@@ -123,6 +123,8 @@ class Registry(Mapping[str, T], Generic[T]):
 tasks: Registry[Task] = Registry("task")
 datasets: Registry[DatasetSource] = Registry("dataset")
 optimizers: Registry[type] = Registry("optimizer")
+methods: Registry[Any] = Registry("method")
+"""Experiment methods (`gcop experiment`): name -> a `gcop.experiment.Method`."""
 
 
 def register_task(task: Task) -> Task:
@@ -143,6 +145,12 @@ def register_optimizer(name: str) -> Callable[[type[T]], type[T]]:
         return cls
 
     return decorate
+
+
+def register_method(method: Any) -> Any:
+    """Make an experiment method (a `gcop.experiment.Method`) known by its `name`; returns
+    it, so a module can write `CORE = register_method(Method(...))`."""
+    return methods.register(method.name, method)
 
 
 def get_task(name: str) -> Task:

@@ -34,7 +34,7 @@ from gcop.checks import check_credentials, check_examples, check_strategy_type
 from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
 from gcop.local.spec import LocalModelSpec
-from gcop.metrics import Report, evaluate
+from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
 from gcop.optimizers.base import ADAPTER, GcopOptimizer, StageDir, is_main_process
 from gcop.optimizers.report import plot_compile_report
 from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
@@ -60,8 +60,9 @@ class OutputDirConflictError(GcopError):
     """`output_dir` holds a compile made with a different configuration."""
 
 
-UTILITY_LAMBDAS = (0.0, 1e3, 1e4)
-"""lambda values (per dollar per query) at which the report gives U = accuracy - lambda*cost."""
+LATER_OPTIONS = {("sampling", "accept"): "executes", ("reward", "task_only"): False}
+"""Options added after compiles had been made: at their default they are left out of a
+compile's identity (`config.json`), so an output folder made before they existed resumes."""
 
 
 @dataclass
@@ -303,6 +304,9 @@ class ExecTune(GcopOptimizer):
         """Refuse to resume into a directory made by a different configuration."""
         config = _jsonable(asdict(self.config))
         config.pop("stages")  # running more stages later continues the same compile
+        for (section, name), default in LATER_OPTIONS.items():
+            if config[section].get(name) == default:
+                del config[section][name]
         identity = {
             "config": config,
             "guide": program.guide.lm.model,

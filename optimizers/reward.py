@@ -67,6 +67,12 @@ class RewardWeights:
         metadata={"help": "per unit of deployment cost relative to the core alone (0.1: a "
                   "plan that doubles the cost must raise success by 0.1 to pay)"},
     )  # fmt: skip
+    task_only: bool = field(
+        default=False,
+        metadata={"help": "advisor-style: the reward is the task metric of what deployment "
+                  "returns (guided if the strategy parses, else the core alone); no format, "
+                  "leak or cost terms"},
+    )  # fmt: skip
 
 
 @dataclass
@@ -153,6 +159,8 @@ class ExecutabilityReward:
     def score(self, completion: str, index: int, guide_cost: float = 0.0) -> RewardParts:
         """The reward components of one guide completion for training example `index`."""
         example = self.examples[index]
+        if self.weights.task_only:
+            return RewardParts(success=self.task_reward(completion, index))
         alone, alone_cost = self.core_alone(index)
         base = max(alone_cost, 1e-12)
         try:
@@ -174,6 +182,20 @@ class ExecutabilityReward:
             harm=float(alone and not succeeded),
             cost=(guide_cost + outcome.usage["cost"]) / base - 1.0,
         )
+
+    def task_reward(self, completion: str, index: int) -> float:
+        """The task metric of what `GCoP` returns for this completion at deployment: the
+        core guided by the strategy when it parses and meets its constraints (leaks are not
+        checked: the guide never sees the answer), else the core alone."""
+        try:
+            strategy = self.program.guide.read(completion)
+        except (StrategyParseError, ValueError):
+            strategy = None
+        if strategy is None or not strategy.check().ok:
+            return float(self.core_alone(index)[0])
+        example = self.examples[index]
+        outcome = self.program.core(**dict(example.inputs()), strategy=strategy.render())
+        return float(self.metric(example, outcome) > 0)
 
     def core_alone(self, index: int) -> tuple[bool, float]:
         """(does the core alone solve example `index`, what does that call cost), once."""

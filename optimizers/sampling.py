@@ -31,6 +31,9 @@ from gcop.task import Metric
 REFERENCE_FIELD = "reference_solution"
 REFERENCE_SOURCE = "reference"
 """The strategy source that derives plans from reference solutions instead of an LLM."""
+ACCEPT_RULES = ("executes", "parsed")
+"""What stage 1 keeps: strategies the core executes (the acceptance filter), or every
+strategy that parses (no filter: supervised distillation of the teacher)."""
 
 
 @dataclass
@@ -55,10 +58,18 @@ class SamplingConfig:
         metadata={"help": "decode LLM teachers under the strategy's JSON schema"},
     )
     num_threads: int = field(default=16, metadata={"help": "concurrent candidates"})
+    accept: str = field(
+        default="executes",
+        metadata={"help": "'executes': valid, leak-free and the core succeeds (ExecTune); "
+                  "'parsed': every strategy that parses and meets its constraints, no leak "
+                  "or core check (the supervised baseline)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.keep not in ("cheapest", "all"):
             raise ConfigError(f"keep={self.keep!r}: use 'cheapest' or 'all'")
+        if self.accept not in ACCEPT_RULES:
+            raise ConfigError(f"accept={self.accept!r}: use one of {', '.join(ACCEPT_RULES)}")
         if self.candidates < 1:
             raise ConfigError(f"candidates={self.candidates}: need at least 1")
 
@@ -153,6 +164,12 @@ def sample_strategies(
     sources = teacher if isinstance(teacher, list | tuple) else [teacher]
 
     def judge(example: dspy.Example, result: Attempt, strategy: Strategy) -> Attempt:
+        if config.accept == "parsed":  # no filter: no leak check, no core call
+            validity = strategy.check()
+            result.verdict, result.reason = validity.verdict, validity.reason
+            if validity.ok:
+                result.strategy, result.accepted = strategy.model_dump(), True
+            return result
         validity = strategy.check(example)
         result.verdict, result.reason = validity.verdict, validity.reason
         if not validity.ok:

@@ -1,0 +1,351 @@
+"""`gcop experiment`: a declared grid of methods x cores x seeds on one task and split.
+
+A TOML file (or an :class:`ExperimentConfig`) names the task, the evaluation split, the
+methods (registered :class:`Method` s, e.g. `core`, `bootstrap-fewshot`, `exectune-rl`),
+the cores, the seeds and the shared settings (guide, teacher, training sizes, the ExecTune
+stage options). :func:`run_experiment` runs every *cell* (one method on one core with one
+seed) on the same problems, writes each cell's result to `work_dir/cells/...` atomically
+the moment it is scored, and at the end aggregates them (:mod:`gcop.experiment_stats`) and
+writes the JSON, a markdown table and the accuracy-cost frontier
+(:mod:`gcop.experiment_report`).
+
+Resuming is two rules: a cell whose file exists is read back, never recomputed; and every
+model call goes through the call cache (:mod:`gcop.calls`), so a cell killed half-way, or a
+compile it needs, repeats no call when it runs again. The work folder records the settings
+that give cells their meaning (task, split, sizes, guide, teacher, stage options) and
+refuses a run with different ones; methods, cores and seeds may be added to a grid later.
+
+The kernel knows methods only through `gcop.registry.methods`: the methods themselves
+(which need ExecTune and DSPy's optimizers) live in `gcop.optimizers.methods`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from gcop.atomic import write_json
+from gcop.errors import ConfigError
+from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
+from gcop.paths import portable
+from gcop.task import Task
+
+STAGE_SECTIONS = ("sampling", "sft", "rl", "reward")
+"""TOML tables passed to ExecTune's stage dataclasses (SamplingConfig, ...)."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Move the guide ExecTune compiled for core `source` (after `stage`) to core `target`:
+    evaluated there as it is, and (`retune`) after RL on the target from its adapter."""
+
+    source: str
+    target: str
+    stage: str = "rl"
+    retune: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one experiment runs; read from TOML by :func:`load_config`."""
+
+    name: str
+    task: str
+    methods: list[str]
+    cores: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    split: str = "test"
+    limit: int | None = None
+    """Problems of `split` to score (a fixed seeded sample, the same for every cell)."""
+    train: int = 200
+    dev: int = 50
+    guide: str = "local/smollm2-135m-instruct"
+    teacher: str | list[str] = "reference"
+    exec_samples: int = 4
+    """Sampled strategies per problem for the guide-averaged executability (0: greedy only)."""
+    threads: int = 16
+    lambdas: list[float] = field(default_factory=lambda: list(UTILITY_LAMBDAS))
+    budget_dollars: float | None = None
+    work_dir: Path | None = None
+    """Compiles and cell results; default `runs/experiment-<name>`."""
+    results_dir: Path = Path("docs/results")
+    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfer: list[Transfer] = field(default_factory=list)
+    source: str | None = None
+    """The TOML file it came from (the results name the command that reproduces them)."""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name or ""):
+            raise ConfigError(f"name={self.name!r}: use letters, digits, '.', '_' or '-'")
+        if self.split not in ("train", "dev", "test"):
+            raise ConfigError(f"split={self.split!r}: use train, dev or test")
+        if not self.methods or not self.cores or not self.seeds:
+            raise ConfigError("an experiment needs at least one method, one core and one seed")
+        if unknown := set(self.stage_options) - set(STAGE_SECTIONS):
+            raise ConfigError(f"unknown tables {sorted(unknown)}; use {', '.join(STAGE_SECTIONS)}")
+        for spec in self.transfer:
+            movable = ("sft", "rl") if spec.retune else ("sample", "sft", "rl")
+            if spec.stage not in movable:
+                raise ConfigError(
+                    f"transfer stage {spec.stage!r}: use sft or rl (sample too when retune = "
+                    "false: a few-shot guide has no adapter to re-tune from)"
+                )
+        self.work_dir = Path(self.work_dir or f"runs/experiment-{self.name}")
+        self.results_dir = Path(self.results_dir)
+
+    @property
+    def teachers(self) -> list[str]:
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
+
+    def identity(self) -> dict[str, Any]:
+        """What gives a cell its meaning: a work folder made with other values is refused."""
+        keep = ("task", "split", "limit", "train", "dev", "guide", "teacher", "exec_samples",
+                "stage_options")  # fmt: skip
+        return {key: getattr(self, key) for key in keep}
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment's TOML file; relative folders in it are relative to the cwd."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no experiment file {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    data.setdefault("name", path.stem)
+    data["source"] = str(path)
+    data["stage_options"] = {key: data.pop(key) for key in STAGE_SECTIONS if key in data}
+    data["transfer"] = [Transfer(**spec) for spec in data.get("transfer", [])]
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if unknown := set(data) - known:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return ExperimentConfig(**data)
+
+
+# -- methods ------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodContext:
+    """What a method needs to build its program for one cell."""
+
+    config: ExperimentConfig
+    task: Task
+    core: str
+    seed: int
+    trainset: list[dspy.Example]
+    devset: list[dspy.Example]
+    memo: dict[Any, Any]
+    """Shared by the cells of one run (e.g. a compile several methods read stages of)."""
+    transfer: Transfer | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What the method wants kept in the cell's result (e.g. the cost of re-tuning)."""
+    log: Callable[[str], None] = lambda line: None
+
+    @property
+    def stage_options(self) -> dict[str, dict[str, Any]]:
+        return self.config.stage_options
+
+    def compile_dir(self, kind: str, core: str | None = None) -> Path:
+        folder = self.config.work_dir / "compiles" / kind / slug(core or self.core)
+        return folder / f"seed-{self.seed}"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison: how to build the program a cell evaluates.
+
+    `baseline`: a candidate for "the best baseline" the paired tests compare against.
+    `guided`: a GCoP program (a guide writes strategies), so executability is measured.
+    """
+
+    name: str
+    description: str
+    build: Callable[[MethodContext], dspy.Module]
+    baseline: bool = True
+    guided: bool = False
+
+
+# -- cells --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    core: str
+    seed: int
+    transfer: Transfer | None = None
+
+    @property
+    def label(self) -> str:
+        """The row this cell belongs to (its seeds are aggregated together)."""
+        if self.transfer is None:
+            return self.method
+        return f"{self.method}-{self.transfer.stage} from {self.transfer.source}"
+
+    def path(self, work_dir: Path) -> Path:
+        folder = self.method if self.transfer is None else f"{self.method}-{self.transfer.stage}"
+        core = slug(self.core) if self.transfer is None else (
+            f"{slug(self.transfer.source)}--to--{slug(self.core)}")  # fmt: skip
+        return work_dir / "cells" / folder / core / f"seed-{self.seed}.json"
+
+
+def plan_cells(config: ExperimentConfig) -> list[Cell]:
+    """Every cell, in run order: per core and seed the methods in the order given (so the
+    stages of one compile run back to back), then the transfer cells."""
+    cells = [Cell(m, core, seed) for core in config.cores for seed in config.seeds
+             for m in config.methods]  # fmt: skip
+    for spec in config.transfer:
+        kinds = ("transfer", "retune") if spec.retune else ("transfer",)
+        cells += [Cell(kind, spec.target, seed, spec) for seed in config.seeds for kind in kinds]
+    return cells
+
+
+def slug(model: str) -> str:
+    """A model string as one folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")[-80:]
+
+
+# -- running ------------------------------------------------------------------------------
+
+CellCallback = Callable[[int, int, Cell, dict[str, Any], bool], None]
+"""`on_cell(index, total, cell, result, reused)`: called once per cell, in order."""
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    on_cell: CellCallback | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Run (or resume) every cell of `config`, then write and return the aggregated results."""
+    from gcop.experiment_report import write_results
+    from gcop.experiment_stats import aggregate
+    from gcop.registry import get_task, methods
+
+    task = get_task(config.task)
+    for name in {*config.methods, *(("transfer", "retune") if config.transfer else ())}:
+        methods[name]  # an unknown method fails here, before any call
+    problems = _select(task, config.split, config.limit)
+    trainset = _select(task, "train", config.train)
+    devset = _select(task, "dev", config.dev) if config.dev else []
+    _claim_work_dir(config)
+    if config.budget_dollars is not None:  # core calls stop cleanly; a rerun resumes
+        from gcop.calls import SpendLimit, default_cache
+
+        cores = (*config.cores, *(t.target for t in config.transfer))
+        default_cache().spend_limit = SpendLimit(dollars=config.budget_dollars, models=cores)
+    cells, memo, results = plan_cells(config), {}, []
+    for index, cell in enumerate(cells):
+        path = cell.path(config.work_dir)
+        reused = path.exists()
+        if reused:
+            result = json.loads(path.read_text())
+        else:
+            context = MethodContext(config, task, cell.core, cell.seed, trainset, devset, memo,
+                                    transfer=cell.transfer, log=log)  # fmt: skip
+            result = run_cell(cell, methods[cell.method], context, problems)
+            write_json(path, portable(result, config.work_dir))
+        results.append(result)
+        if on_cell:
+            on_cell(index, len(cells), cell, result, reused)
+    aggregated = aggregate(config, results, [_id(e, i) for i, e in enumerate(problems)])
+    write_results(aggregated, config)
+    return aggregated
+
+
+def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> dict[str, Any]:
+    """Build the cell's program and score it on `problems`: greedy, then (for a guided
+    method) `exec_samples` sampled strategies per problem for guide-averaged executability."""
+    config = context.config
+    started = time.perf_counter()
+    program = method.build(context)
+    built = time.perf_counter()
+    report = evaluate(program, problems, context.task.metric, system=cell.label,
+                      num_threads=config.threads)  # fmt: skip
+    sampled = None
+    if method.guided and config.exec_samples > 0:
+        sampled = evaluate(program, problems, context.task.metric, system=cell.label,
+                           samples=config.exec_samples, num_threads=config.threads)  # fmt: skip
+    return {
+        "method": cell.method,
+        "label": cell.label,
+        "core": cell.core,
+        "seed": cell.seed,
+        "transfer": dataclasses.asdict(cell.transfer) if cell.transfer else None,
+        "baseline": method.baseline,
+        "guided": method.guided,
+        **cell_measures(report, config.lambdas),
+        "guide_averaged_executability": (
+            {**dataclasses.asdict(sampled.executability), "samples": config.exec_samples}
+            if sampled and sampled.executability
+            else None
+        ),  # fmt: skip
+        "wall_seconds": {
+            "build": round(built - started, 1),
+            "score": round(time.perf_counter() - built, 1),
+        },  # fmt: skip
+        "notes": context.notes,
+    }
+
+
+def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:
+    """Accuracy (Wilson), executability, cost per query in total and per role, utility at
+    each lambda, and each problem's score (the paired tests need them)."""
+    greedy = [o for o in report.outcomes if o.sample == 0]
+    per_query = max(len(greedy), 1)
+    return {
+        "n": report.n,
+        "accuracy": dataclasses.asdict(report.accuracy),
+        "executability": (
+            dataclasses.asdict(report.executability) if report.executability else None
+        ),
+        "valid_rate": dataclasses.asdict(report.valid_rate) if report.valid_rate else None,
+        "cost_per_query": dataclasses.asdict(report.cost_per_query),
+        "guide_cost_per_query": sum(o.guide_cost for o in greedy) / per_query,
+        "core_cost_per_query": sum(o.core_cost for o in greedy) / per_query,
+        "utility": {str(lam): report.utility(lam) for lam in lambdas},
+        "failed_calls": report.failed_calls,
+        "calls": report.calls,
+        "cache_hits": report.cache_hits,
+        "verdicts": dict(Counter(o.verdict for o in greedy if o.verdict)),
+        "scores": {o.example_id: o.score for o in greedy if o.failed is None},
+    }
+
+
+def _select(task: Task, split: str, limit: int | None) -> list[dspy.Example]:
+    """A fixed seeded sample (seed 0): every cell and seed sees the same problems."""
+    from gcop.bench import select_examples
+
+    return select_examples(task, split, limit, 0)
+
+
+def _id(example: dspy.Example, index: int) -> str:
+    return str(example.get("id", f"#{index}"))
+
+
+def _claim_work_dir(config: ExperimentConfig) -> None:
+    """Refuse to mix cells made under other settings into this experiment's folder."""
+    path = config.work_dir / "experiment.json"
+    identity = json.loads(json.dumps(config.identity(), default=str))
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != identity:
+            changed = sorted(k for k in identity if saved.get(k) != identity[k])
+            raise ConfigError(
+                f"{config.work_dir} holds cells made with other settings ({', '.join(changed)}); "
+                "use another work_dir, or delete it to start over"
+            )
+    else:
+        write_json(path, identity)

@@ -1,0 +1,150 @@
+"""An experiment's statistics: per-row means over seeds and paired tests between rows.
+
+A *row* is one method (or one transfer) on one core; its cells are its seeds. Every cell
+scored the same problems, so rows are compared per problem (:mod:`gcop.stats`): an exact
+McNemar test per seed on the problems where the two disagree, and a paired bootstrap over
+problems that keeps each problem's outcomes under both rows, across seeds, together. Each
+row is tested against the core alone on its core and against the *best baseline* there
+(the baseline row with the highest mean accuracy; the cheaper one on a tie).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from gcop.metrics import wilson
+from gcop.stats import discordant, mcnemar_exact, paired_bootstrap
+
+CORE_ALONE = "core"
+
+
+def seed_stats(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (n - 1) over seeds; 0 for a single seed."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "per_seed": values}
+
+
+def paired_comparison(
+    old: Sequence[dict[str, float]], new: Sequence[dict[str, float]]
+) -> dict[str, Any]:
+    """`new` vs `old`, each one `{problem id: score}` per seed (a row with a single seed, such
+    as a deterministic baseline, is reused for every seed of the other). Only problems
+    scored in every one of these rows are compared (a failed call is never a wrong answer)."""
+    seeds = max(len(old), len(new))
+    ids = sorted(set.intersection(*(set(row) for row in (*old, *new))))
+    old_rows = [[old[s % len(old)][i] for i in ids] for s in range(seeds)]
+    new_rows = [[new[s % len(new)][i] for i in ids] for s in range(seeds)]
+    per_seed = []
+    for before, after in zip(old_rows, new_rows, strict=True):
+        gained, lost = discordant(before, after)
+        per_seed.append({"gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)})
+    if not ids:
+        return {"n": 0, "mcnemar": per_seed, "bootstrap": None}
+    return {"n": len(ids), "mcnemar": per_seed,
+            "bootstrap": asdict(paired_bootstrap(old_rows, new_rows))}  # fmt: skip
+
+
+def summarize_row(cells: list[dict[str, Any]], lambdas: Sequence[float]) -> dict[str, Any]:
+    """One row from its cells (one per seed): means and standard deviations over seeds."""
+    cells = sorted(cells, key=lambda c: c["seed"])
+    first = cells[0]
+    accuracy = seed_stats([c["accuracy"]["estimate"] for c in cells])
+    n = min(c["n"] for c in cells)
+    executability = [
+        (c["guide_averaged_executability"] or c["executability"])["estimate"]
+        for c in cells
+        if c["guide_averaged_executability"] or c["executability"]
+    ]
+    return {
+        "label": first["label"], "method": first["method"], "core": first["core"],
+        "transfer": first.get("transfer"), "baseline": first["baseline"],
+        "guided": first["guided"], "seeds": [c["seed"] for c in cells], "n": n,
+        "accuracy": accuracy,
+        "accuracy_interval": asdict(wilson(round(accuracy["mean"] * n), n)),
+        "executability": seed_stats(executability) if executability else None,
+        "cost_per_query": seed_stats([c["cost_per_query"]["estimate"] for c in cells]),
+        "guide_cost_per_query": seed_stats([c["guide_cost_per_query"] for c in cells]),
+        "core_cost_per_query": seed_stats([c["core_cost_per_query"] for c in cells]),
+        "utility": {str(lam): seed_stats([c["utility"][str(lam)] for c in cells])
+                    for lam in lambdas},
+        "notes": [c.get("notes") or {} for c in cells],
+    }  # fmt: skip
+
+
+def best_baselines(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per core, the label of the baseline row with the highest mean accuracy (on a tie,
+    the lower cost, then the first listed)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if not row["baseline"] or row["transfer"]:
+            continue
+        current = best.get(row["core"])
+        key = (row["accuracy"]["mean"], -row["cost_per_query"]["mean"])
+        if current is None or key > (current["accuracy"]["mean"],
+                                      -current["cost_per_query"]["mean"]):  # fmt: skip
+            best[row["core"]] = row
+    return {core: row["label"] for core, row in best.items()}
+
+
+def aggregate(config, cells: list[dict[str, Any]], problem_ids: list[str]) -> dict[str, Any]:
+    """The experiment's results: every row with its statistics, the paired tests, the
+    transfer summary and every cell (scores included)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault((cell["label"], cell["core"]), []).append(cell)
+    rows = [summarize_row(group, config.lambdas) for group in groups.values()]
+    best = best_baselines(rows)
+
+    def scores(label: str, core: str) -> list[dict[str, float]] | None:
+        group = groups.get((label, core))
+        return [c["scores"] for c in sorted(group, key=lambda c: c["seed"])] if group else None
+
+    for row in rows:
+        mine = scores(row["label"], row["core"])
+        against = {"vs_core_alone": CORE_ALONE, "vs_best_baseline": best.get(row["core"])}
+        for key, other in against.items():
+            theirs = scores(other, row["core"]) if other else None
+            row[key] = None
+            if theirs is not None and other != row["label"]:
+                row[key] = {"against": other, **paired_comparison(theirs, mine)}
+    return {
+        "name": config.name, "task": config.task, "split": config.split,
+        "n": len(problem_ids), "seeds": config.seeds, "cores": config.cores,
+        "guide": config.guide, "teacher": config.teacher, "train": config.train,
+        "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
+        "methods": config.methods, "best_baseline": best, "rows": rows,
+        "transfer": transfer_summary(rows), "cells": cells,
+        "command": f"gcop experiment {config.source}" if config.source else None,
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+
+
+def transfer_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per transfer: the moved guide on the target core, the re-tuned one with what
+    re-tuning cost, and the guide compiled for the target itself (when the grid has it)."""
+    summaries: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        spec = row["transfer"]
+        if not spec:
+            continue
+        entry = summaries.setdefault(
+            (spec["source"], spec["target"], spec["stage"]),
+            {**spec, "native": _accuracy(rows, f"exectune-{spec['stage']}", spec["target"]),
+             "core_alone": _accuracy(rows, CORE_ALONE, spec["target"])},
+        )  # fmt: skip
+        entry[row["method"]] = row["accuracy"]
+        if row["method"] == "retune":
+            entry["retune_cost"] = [n.get("retune") for n in row["notes"]]
+    return list(summaries.values())
+
+
+def _accuracy(rows: list[dict[str, Any]], label: str, core: str) -> dict[str, Any] | None:
+    return next((r["accuracy"] for r in rows if r["label"] == label and r["core"] == core), None)

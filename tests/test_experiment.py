@@ -1,0 +1,272 @@
+"""`gcop experiment`: a tiny grid end to end, a killed run resumed without repeating a call,
+the baselines' stage options, and the statistics against values computed by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gcop.cli import app
+from gcop.errors import ConfigError
+from gcop.experiment import ExperimentConfig, Transfer, load_config, plan_cells
+from gcop.experiment_report import frontier
+from gcop.experiment_stats import best_baselines, paired_comparison, seed_stats, summarize_row
+from tests import plugin_task
+from tests.test_exectune import _identity, _quiesce
+from tests.test_program import examples, lm
+
+ROOT = Path(__file__).resolve().parent.parent
+REMOTE = "openai/gpt-4o-mini"  # LiteLLM sends it to the loopback API (OPENAI_BASE_URL)
+
+
+def write_config(tmp_path: Path, *, methods: list[str], guide: str, teacher: str = REMOTE,
+                 exec_samples: int = 2, threads: int = 4) -> Path:  # fmt: skip
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        f"""name = "tiny"
+task = "{plugin_task.NAME}"
+split = "dev"
+methods = {json.dumps(methods)}
+cores = ["{REMOTE}"]
+seeds = [0, 1]
+train = 4
+dev = 0
+guide = "{guide}"
+teacher = "{teacher}"
+exec_samples = {exec_samples}
+threads = {threads}
+work_dir = "{tmp_path / "work"}"
+results_dir = "{tmp_path / "results"}"
+
+[sampling]
+candidates = 1
+num_threads = 4
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def loopback_env(api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-secret")
+    return api
+
+
+def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
+    loopback_env, tiny_model: str, fresh_cache, tmp_path: Path
+) -> None:
+    api = loopback_env
+    config = write_config(tmp_path, methods=["core", "exectune-as"], guide=f"local/{tiny_model}")
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "[1/4] core", "[2/4] exectune-as", "[3/4] core", "[4/4] exectune-as"
+    ]  # fmt: skip
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert (tmp_path / "results" / "experiment-tiny.png").stat().st_size > 0
+    table = (tmp_path / "results" / "experiment-tiny.md").read_text()
+    assert "| core |" in table and "| exectune-as |" in table
+    assert len(saved["cells"]) == 4 and saved["n"] == 4
+    rows = {row["label"]: row for row in saved["rows"]}
+    core, tuned = rows["core"], rows["exectune-as"]
+    assert core["accuracy"]["per_seed"] == [1.0, 1.0]  # the loopback core adds correctly
+    assert core["guide_cost_per_query"]["mean"] == 0 < core["core_cost_per_query"]["mean"]
+    assert core["executability"] is None and tuned["executability"] is not None
+    cell = next(c for c in saved["cells"] if c["method"] == "exectune-as")
+    assert cell["guide_averaged_executability"]["samples"] == 2
+    assert set(cell["utility"]) == {"0.0", "1000.0", "10000.0"}
+    assert tuned["vs_core_alone"]["against"] == "core" and tuned["vs_core_alone"]["n"] == 4
+    assert saved["best_baseline"] == {REMOTE: "core"}  # ExecTune's rows are not baselines
+    assert (tmp_path / "work" / "compiles" / "exectune").is_dir()
+
+    served = api.model.requests
+    again = CliRunner().invoke(app, ["experiment", str(config)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("done earlier") == 4 and api.model.requests == served
+
+
+def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path: Path) -> None:
+    path = write_config(tmp_path, methods=["core"], guide="local/x")
+    config = load_config(path)
+    assert [c.label for c in plan_cells(config)] == ["core", "core"]
+    assert config.stage_options == {"sampling": {"candidates": 1, "num_threads": 4}}
+    (tmp_path / "bad.toml").write_text('name = "b"\ntask = "gsm8k"\nmethod = ["core"]\n')
+    result = CliRunner().invoke(app, ["experiment", str(tmp_path / "bad.toml")])
+    assert result.exit_code == 2 and "unknown keys ['method']" in result.output
+    result = CliRunner().invoke(app, ["experiment", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2 and "no experiment file" in result.output
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "experiment.json").write_text(json.dumps({"task": "other"}))
+    result = CliRunner().invoke(app, ["experiment", str(path)])
+    assert result.exit_code == 2 and "holds cells made with other settings" in result.output
+    with pytest.raises(ConfigError, match="transfer stage 'sample'"):
+        ExperimentConfig("x", "gsm8k", ["core"], ["a/b"],
+                         transfer=[Transfer("a/b", "c/d", stage="sample")])  # fmt: skip
+
+
+def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
+    api = loopback_env
+    config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0,
+                          threads=1)  # fmt: skip
+    cache = tmp_path / "calls"
+    env = {
+        **os.environ,
+        "GCOP_PLUGINS": "tests.plugin_task",
+        "GCOP_CACHE_DIR": str(cache),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "gcop", "experiment", str(config)]
+    first_cell = tmp_path / "work" / "cells" / "core" / "openai_gpt-4o-mini" / "seed-0.json"
+    api.model.delay = 0.3
+    victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (first_cell.exists() and api.model.requests >= 6) and time.monotonic() < deadline:
+        assert victim.poll() is None, "the experiment ended before it could be killed"
+        time.sleep(0.05)
+    _quiesce(api, cache)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "results" / "experiment-tiny.json").exists()
+    written = first_cell.read_text()
+    api.model.delay = 0.0
+    served_before = len(api.model.bodies)
+    answered_before = Counter(_identity(b) for b in api.model.answered)
+
+    resumed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "[1/4] core | " in resumed.stdout and "done earlier" in resumed.stdout
+    assert first_cell.read_text() == written  # a finished cell is read back, not redone
+    asked_after = Counter(_identity(b) for b in api.model.bodies[served_before:])
+    assert asked_after, "the killed cell had calls left to make"
+    assert {k for k in asked_after if answered_before[k] + asked_after[k] > 1} == set()
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert [row["label"] for row in saved["rows"]] == ["core", "gcop-base"]
+    assert saved["rows"][1]["accuracy"]["per_seed"] == [1.0, 1.0]
+
+
+# -- the baselines' stage options -------------------------------------------------------
+
+
+def test_supervised_sampling_keeps_every_parsed_strategy_without_a_core_call(
+    api, fresh_cache
+) -> None:
+    from gcop.optimizers.sampling import SamplingConfig, sample_strategies
+    from gcop.program import Core, GCoP, Guide
+    from gcop.programs.math import MathPlan, gsm8k_metric
+
+    api.model.plan = "leaky"  # every plan states the sum: the acceptance filter rejects all
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    run = lambda accept: sample_strategies(  # noqa: E731
+        program, examples(3), teacher=lm(api), metric=gsm8k_metric,
+        config=SamplingConfig(candidates=1, accept=accept),
+    )  # fmt: skip
+    assert run("executes").accepted == []
+    before = api.model.requests
+    kept = run("parsed")
+    assert len(kept.accepted) == 3 and all(a.core_cost == 0 for a in kept.accepted)
+    assert api.model.requests == before  # teacher calls cached, and no core call at all
+    with pytest.raises(ConfigError, match="accept='all'"):
+        SamplingConfig(accept="all")
+
+
+def test_advisor_reward_is_the_task_reward_of_what_deployment_returns(api, fresh_cache) -> None:
+    from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
+    from gcop.program import Core, GCoP, Guide
+    from gcop.programs.math import MathPlan, gsm8k_metric
+
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    problems = examples(2, trick=True)  # the core alone gets trick questions wrong
+    leaky = "1. Add the numbers.\n2. The sum is 11."
+    advisor = ExecutabilityReward(program, problems, gsm8k_metric, RewardWeights(task_only=True))
+    execution = ExecutabilityReward(program, problems, gsm8k_metric, RewardWeights())
+    assert advisor([None] * 2, [leaky, "no plan here"], [0, 0]) == [1.0, 0.0]
+    assert execution.score(leaky, 0).leak == 1.0  # ExecTune's reward penalises the leak
+    clean = "1. Read the two numbers.\n2. Add them together."
+    assert advisor([None], [clean], [1]) == [1.0]
+
+
+def test_compile_identity_leaves_out_new_options_at_their_default(
+    api, tiny_model: str, tmp_path: Path
+) -> None:
+    from gcop.optimizers.exectune import ExecTune
+    from gcop.optimizers.sampling import SamplingConfig
+    from gcop.program import Core, GCoP, Guide
+    from gcop.programs.math import MathPlan, gsm8k_metric
+
+    program = GCoP(Guide(MathPlan, f"local/{tiny_model}"), Core(lm(api)))
+    for name, sampling in (("old", SamplingConfig()), ("new", SamplingConfig(accept="parsed"))):
+        ExecTune(lm(api), gsm8k_metric, sampling=sampling,
+                 output_dir=tmp_path / name)._claim_output_dir(program)  # fmt: skip
+    old = json.loads((tmp_path / "old" / "config.json").read_text())["config"]
+    new = json.loads((tmp_path / "new" / "config.json").read_text())["config"]
+    assert "accept" not in old["sampling"] and "task_only" not in old["reward"]
+    assert new["sampling"]["accept"] == "parsed"
+
+
+# -- statistics, by hand ----------------------------------------------------------------
+
+
+def test_seed_stats_by_hand() -> None:
+    stats = seed_stats([0.5, 0.7, 0.9])
+    assert stats["mean"] == pytest.approx(0.7)
+    assert stats["std"] == pytest.approx(0.2)  # sqrt((0.04 + 0 + 0.04) / 2)
+    assert seed_stats([0.4]) == {"mean": 0.4, "std": 0.0, "per_seed": [0.4]}
+
+
+def test_paired_comparison_by_hand() -> None:
+    alone = [{"a": 0.0, "b": 0.0, "c": 1.0, "d": 0.0, "e": 0.0, "f": 0.0}]  # one seed, reused
+    seeds = [
+        {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 1.0, "f": 1.0},  # gained 5, lost 0
+        {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0, "e": 0.0, "f": 0.0},  # gained 2, lost 1
+    ]
+    result = paired_comparison(alone, seeds)
+    assert result["n"] == 6
+    assert result["mcnemar"] == [
+        {"gained": 5, "lost": 0, "p_value": pytest.approx(2 / 32)},
+        {"gained": 2, "lost": 1, "p_value": 1.0},  # 2 * (C(3,0) + C(3,1)) / 8, capped
+    ]
+    # per problem, new - old averaged over seeds: a 1, b 1, c -0.5, d .5, e .5, f .5
+    assert result["bootstrap"]["difference"] == pytest.approx(3.0 / 6)
+    # a problem one row did not score (a failed call) is left out, not counted as wrong
+    partial = paired_comparison([{"a": 0.0, "b": 1.0}], [{"a": 1.0}])
+    assert partial["n"] == 1 and partial["mcnemar"] == [{"gained": 1, "lost": 0, "p_value": 1.0}]
+    assert partial["bootstrap"]["difference"] == 1.0
+
+
+def cell(label: str, seed: int, accuracy: float, cost: float, baseline: bool = True) -> dict:
+    return {"label": label, "method": label, "core": "c/x", "seed": seed, "transfer": None,
+            "baseline": baseline, "guided": False, "n": 10,
+            "accuracy": {"estimate": accuracy}, "executability": None,
+            "guide_averaged_executability": None, "cost_per_query": {"estimate": cost},
+            "guide_cost_per_query": 0.0, "core_cost_per_query": cost,
+            "utility": {"1000.0": accuracy - 1000 * cost}}  # fmt: skip
+
+
+def test_rows_best_baseline_and_frontier_by_hand() -> None:
+    row = summarize_row([cell("m", 1, 0.6, 2e-4), cell("m", 0, 0.4, 1e-4)], [1000.0])
+    assert row["seeds"] == [0, 1] and row["accuracy"]["per_seed"] == [0.4, 0.6]
+    assert row["accuracy"]["mean"] == pytest.approx(0.5)
+    assert row["accuracy"]["std"] == pytest.approx(math.sqrt(0.02))
+    assert row["utility"]["1000.0"]["mean"] == pytest.approx(0.5 - 0.15)
+    low, high = row["accuracy_interval"]["low"], row["accuracy_interval"]["high"]
+    assert (round(low, 3), round(high, 3)) == (0.237, 0.763)  # Wilson, 5 of 10
+    listed = (("core", 0.5, 2.0, True), ("cot", 0.5, 1.0, True), ("few", 0.4, 0.5, True),
+              ("tuned", 0.9, 3.0, False))  # fmt: skip
+    rows = [summarize_row([cell(name, 0, acc, cost, base)], [1000.0])
+            for name, acc, cost, base in listed]  # fmt: skip
+    assert best_baselines(rows) == {"c/x": "cot"}  # tied with core, cheaper; tuned not a baseline
+    assert frontier([(1, 0.5), (2, 0.4), (3, 0.7), (0.5, 0.5)]) == [3, 2]
