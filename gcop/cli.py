@@ -338,8 +338,8 @@ def experiment(
     console.print(f"experiment {config.name}: {config.task} {config.split}, {cells} grid "
                   f"cells, work folder {config.work_dir}", highlight=False)  # fmt: skip
 
-    def line(text: str) -> None:
-        console.print(text, highlight=False, markup=False)
+    def line(text: str) -> None:  # one line, however long: a log greps it
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
         line(cell_line(index, total, cell, result, reused))

@@ -8,6 +8,7 @@ All three are written atomically, so a killed run never leaves half a file.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
         lines += ["", f"## core `{core}` (best baseline: {best})", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
         for row in (r for r in results["rows"] if r["core"] == core):
-            interval = row["accuracy_interval"]
+            interval = row["accuracy_interval"] or {"low": math.nan, "high": math.nan}
             cost = (f"{_mean_std(row['cost_per_query'], '.2e')} "
                     f"({row['guide_cost_per_query']['mean']:.1e} / "
                     f"{row['core_cost_per_query']['mean']:.1e})")  # fmt: skip
@@ -112,6 +113,7 @@ def plot_frontier(results: dict[str, Any], path: Path) -> None:
     markers = dict(zip(dict.fromkeys(r["core"] for r in rows), "osD^v<>ph*", strict=False))
     fig, ax = plt.subplots(figsize=(7, 5))
     points = []
+    rows = [row for row in rows if row["accuracy_interval"]]  # not those whose calls all failed
     for row in rows:
         cost, acc = row["cost_per_query"]["mean"] * 1e6, row["accuracy"]["mean"]
         interval = row["accuracy_interval"]

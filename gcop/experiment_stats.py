@@ -67,7 +67,9 @@ def summarize_row(cells: list[dict[str, Any]], lambdas: Sequence[float]) -> dict
         "transfer": first.get("transfer"), "baseline": first["baseline"],
         "guided": first["guided"], "seeds": [c["seed"] for c in cells], "n": n,
         "accuracy": accuracy,
-        "accuracy_interval": asdict(wilson(round(accuracy["mean"] * n), n)),
+        "accuracy_interval": (
+            asdict(wilson(round(accuracy["mean"] * n), n)) if n else None
+        ),  # every call of a cell failed: no accuracy to bound
         "executability": seed_stats(executability) if executability else None,
         "cost_per_query": seed_stats([c["cost_per_query"]["estimate"] for c in cells]),
         "guide_cost_per_query": seed_stats([c["guide_cost_per_query"] for c in cells]),

@@ -77,13 +77,18 @@ def llm_teacher(context: MethodContext) -> str | None:
     return next((t for t in context.config.teachers if t != REFERENCE_SOURCE), None)
 
 
-def teacher_program(context: MethodContext, student: CoreOnly) -> CoreOnly | None:
-    """The program DSPy's optimizers bootstrap demos with: the student's structure on the
-    teacher LLM (None: the student bootstraps itself, DSPy's default)."""
+def teacher_lm(context: MethodContext, student: CoreOnly) -> dspy.BaseLM:
+    """The LM DSPy's optimizers bootstrap demos with: the teacher LLM, else the core."""
     teacher = llm_teacher(context)
-    if teacher is None:
-        return None
-    return CoreOnly(core_module(context, teacher, task=student.core.task))
+    return core_module(context, teacher).lm if teacher else student.core.lm
+
+
+def on_core(program: dspy.Module, lm: dspy.BaseLM) -> dspy.Module:
+    """DSPy's optimizers return `reset_copy()`s, whose predictors lost their LM: give every
+    predictor the core's LM back (the optimized demos and instructions stay)."""
+    for _, predictor in program.named_predictors():
+        predictor.lm = lm
+    return program
 
 
 def shuffled(examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
@@ -171,11 +176,14 @@ def exectune_stage(context: MethodContext, stage: str, core: str | None = None) 
 
 def bootstrap_fewshot(context: MethodContext) -> dspy.Module:
     student = CoreOnly(core_module(context))
-    optimizer = dspy.BootstrapFewShot(metric=context.task.metric, max_bootstrapped_demos=4,
-                                      max_labeled_demos=4)  # fmt: skip
-    with quiet():
-        return optimizer.compile(student, teacher=teacher_program(context, student),
-                                 trainset=shuffled(context.trainset, context.seed))  # fmt: skip
+    optimizer = dspy.BootstrapFewShot(
+        metric=context.task.metric, max_bootstrapped_demos=4, max_labeled_demos=4,
+        teacher_settings={"lm": teacher_lm(context, student)},
+    )  # fmt: skip
+    trainset = shuffled(context.trainset, context.seed)
+    with quiet(), dspy.context(lm=student.core.lm):
+        compiled_program = optimizer.compile(student, trainset=trainset)
+    return on_core(compiled_program, student.core.lm)
 
 
 def mipro_light(context: MethodContext) -> dspy.Module:
@@ -186,16 +194,16 @@ def mipro_light(context: MethodContext) -> dspy.Module:
             "mipro-light needs optuna: pip install 'exectune[experiment]' (or optuna)"
         ) from None
     student = CoreOnly(core_module(context))
-    prompt_model = student.core.lm
-    if teacher := llm_teacher(context):
-        prompt_model = core_module(context, teacher).lm
-    optimizer = dspy.MIPROv2(metric=context.task.metric, prompt_model=prompt_model,
-                             task_model=student.core.lm, auto="light", seed=context.seed,
+    teacher = teacher_lm(context, student)
+    optimizer = dspy.MIPROv2(metric=context.task.metric, prompt_model=teacher,
+                             task_model=student.core.lm, teacher_settings={"lm": teacher},
+                             auto="light", seed=context.seed,
                              num_threads=context.config.threads, verbose=False)  # fmt: skip
-    with quiet():
-        return optimizer.compile(student, trainset=shuffled(context.trainset, context.seed),
-                                 valset=context.devset or None,
-                                 teacher=teacher_program(context, student))  # fmt: skip
+    with quiet(), dspy.context(lm=student.core.lm):
+        compiled_program = optimizer.compile(student,
+                                             trainset=shuffled(context.trainset, context.seed),
+                                             valset=context.devset or None)  # fmt: skip
+    return on_core(compiled_program, student.core.lm)
 
 
 def supervised(context: MethodContext, stage: str) -> GCoP:

@@ -158,6 +158,16 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     assert saved["rows"][1]["accuracy"]["per_seed"] == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("name", ["gsm8k", "code"])
+def test_the_example_grids_load_and_name_registered_methods(name: str) -> None:
+    from gcop.registry import get_task, methods
+
+    config = load_config(ROOT / "examples" / "experiments" / f"{name}.toml")
+    get_task(config.task)
+    assert all(m in methods for m in config.methods) and len(config.seeds) == 3
+    assert len(plan_cells(config)) >= 3 * len(config.methods)
+
+
 # -- the baselines' stage options -------------------------------------------------------
 
 
