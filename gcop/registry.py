@@ -1,9 +1,10 @@
-"""Registries: how the kernel (and its CLI) finds tasks, datasets and optimizers.
+"""Registries: how the kernel (and its CLI) finds tasks, datasets, optimizers and the
+methods `gcop experiment` compares.
 
 The kernel never imports `gcop.programs` or `gcop.optimizers`; those packages, and any
 plugin, register what they define here when they are imported (`register_task(...)`,
-`@register_optimizer("name")`, `register_dataset(...)`). The first lookup imports every
-plugin once, found the way simonw/llm finds its plugins:
+`@register_optimizer("name")`, `register_dataset(...)`, `register_method(...)`). The first
+lookup imports every plugin once, found the way simonw/llm finds its plugins:
 
 - the entry points of the groups `gcop.programs` and `gcop.optimizers` (gcop's own packages
   declare theirs in pyproject.toml; a third-party package declares its own), and
