@@ -44,6 +44,8 @@ from gcop.programs import get_task  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact, paired_bootstrap  # noqa: E402
 
 STAGE_NAMES = {"sample": "AS", "sft": "AS+SFT", "rl": "AS+SFT+RL"}
+SYSTEMS = ("ceiling", "untrained", *STAGE_NAMES.values())
+"""Systems `--systems` may choose (the core alone and ExecTune's pick always run)."""
 
 
 class ReferencePlans(GCoP):
@@ -118,12 +120,21 @@ def main() -> None:
     add("--rl-batch-size", type=int, default=8)
     add("--exec-samples", type=int, default=4)
     add("--threads", type=int, default=32)
+    add("--sampling-threads", type=int, default=16, help="concurrent stage-1 candidates")
+    add(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="comma-separated subset of: " + ", ".join(SYSTEMS) + " (ExecTune always runs)",
+    )
     add("--larger-core", help="also run this core alone on test (the cost comparison)")
     add("--out", type=Path, default=Path("runs/headline"))
     add("--results", type=Path, default=Path("docs/results/headline.json"))
     args = parser.parse_args()
 
     task = get_task(args.task)
+    wanted = {s.strip() for s in args.systems.split(",")}
+    if unknown := wanted - set(SYSTEMS):
+        parser.error(f"--systems: unknown {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     teachers = [t.strip() for t in args.teacher.split(",")]
     train = select_examples(task, "train", args.train, 0)
@@ -147,10 +158,13 @@ def main() -> None:
         return result
 
     systems: dict[str, list[dict]] = {"core alone": [run("core alone", CoreOnly(core))]}
-    ceiling = ReferencePlans(guide, core)
-    ceiling.references = {e.question: {"answer": e.answer, "solution": e.solution} for e in test}
-    systems["ceiling (reference plans)"] = [run("ceiling", ceiling)]
-    systems["untrained guide"] = [run("untrained guide", program, args.exec_samples)]
+    if "ceiling" in wanted:
+        ceiling = ReferencePlans(guide, core)
+        ceiling.references = {e.question: {"answer": e.answer, "solution": e.solution}
+                              for e in test}  # fmt: skip
+        systems["ceiling (reference plans)"] = [run("ceiling", ceiling)]
+    if "untrained" in wanted:
+        systems["untrained guide"] = [run("untrained guide", program, args.exec_samples)]
     if args.larger_core:
         larger = Core(args.larger_core, task=task.signature, max_tokens=task.core_max_tokens)
         systems[f"core alone ({args.larger_core})"] = [run("larger core", CoreOnly(larger))]
@@ -159,11 +173,13 @@ def main() -> None:
     for seed in seeds:
         tuner = ExecTune(
             teachers, task.metric, stages=stages,
-            sampling=SamplingConfig(candidates=args.candidates, show_reference=True),
+            sampling=SamplingConfig(candidates=args.candidates, show_reference=True,
+                                    num_threads=args.sampling_threads),
             sft=SFTStageConfig(epochs=args.sft_epochs, seed=seed),
-            rl=RLStageConfig(max_steps=max(args.rl_steps, 1), seed=seed,
+            rl=RLStageConfig(max_steps=args.rl_steps, seed=seed,
                              per_device_batch_size=args.rl_batch_size,
-                             max_completion_length=task.guide_max_tokens),
+                             max_completion_length=task.guide_max_tokens)
+            if args.rl_steps > 0 else RLStageConfig(seed=seed),
             output_dir=args.out / f"seed-{seed}", seed=seed, eval_threads=args.threads,
             exec_samples=args.exec_samples,
         )  # fmt: skip
@@ -171,7 +187,7 @@ def main() -> None:
         tuner.compile(program, train, dev)
         best_stages.append(tuner.report.get("best_stage", stages[-1]))
         for stage, compiled in tuner.stage_programs.items():
-            if stage in STAGE_NAMES:
+            if stage in STAGE_NAMES and STAGE_NAMES[stage] in wanted:
                 systems.setdefault(STAGE_NAMES[stage], []).append(
                     run(f"{STAGE_NAMES[stage]} seed {seed}", compiled, args.exec_samples)
                 )

@@ -63,6 +63,9 @@ class OutputDirConflictError(GcopError):
 LATER_OPTIONS = {("sampling", "accept"): "executes", ("reward", "task_only"): False}
 """Options added after compiles had been made: at their default they are left out of a
 compile's identity (`config.json`), so an output folder made before they existed resumes."""
+SPEED_OPTIONS = {("sampling", "num_threads")}
+"""Options that change how fast a compile runs, not what it computes (every call is cached
+by its content): never part of a compile's identity, so a resumed run may change them."""
 
 
 @dataclass
@@ -317,7 +320,7 @@ class ExecTune(GcopOptimizer):
         path = self.output_dir / "config.json"
         if path.exists():
             saved = json.loads(path.read_text())
-            if saved != portable(identity, self.output_dir):
+            if _without_speed(saved) != _without_speed(portable(identity, self.output_dir)):
                 raise OutputDirConflictError(
                     f"{self.output_dir} holds a compile with a different configuration; "
                     "use another output_dir, or delete it to start over"
@@ -387,6 +390,16 @@ def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -
     few_shot = Guide(guide.strategy_type, guide.lm, adapter=guide.adapter_name)
     few_shot.predict.demos = demos
     return few_shot
+
+
+def _without_speed(identity: dict[str, Any]) -> dict[str, Any]:
+    """A compile identity without its :data:`SPEED_OPTIONS`."""
+    config = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in identity.get("config", {}).items()}  # fmt: skip
+    for section, name in SPEED_OPTIONS:
+        if isinstance(config.get(section), dict):
+            config[section].pop(name, None)
+    return {**identity, "config": config}
 
 
 def _source_names(teacher) -> str | list[str] | None:

@@ -133,6 +133,9 @@ def test_bad_input_fails_before_any_call(api, fresh_cache, tiny_model: str, tmp_
     changed = optimizer(api, tmp_path / "other", stages=("sample",), cost_weight=5.0)
     with pytest.raises(OutputDirConflictError, match="different configuration"):
         changed.compile(program(api, tiny_model), examples(1))
+    faster = optimizer(api, tmp_path / "other", stages=("sample",))
+    faster.config.sampling.num_threads = 1  # how fast, not what: the same compile resumes
+    faster.compile(program(api, tiny_model), examples(1))
 
 
 KILL_POINTS = {
