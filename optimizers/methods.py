@@ -72,6 +72,15 @@ def chain_of_thought(signature: type[dspy.Signature]) -> type[dspy.Signature]:
     return dspy.ChainOfThought(signature).predict.signature
 
 
+def core_alone(context: MethodContext) -> CoreOnly:
+    """The student DSPy's optimizers tune: the core alone, holding only the predictor it
+    calls (MIPROv2 searches instructions and demos for every named predictor, and the
+    guided one never runs without a guide)."""
+    student = CoreOnly(core_module(context))
+    student.core.guided = None
+    return student
+
+
 def llm_teacher(context: MethodContext) -> str | None:
     """The first LLM among the teachers (None when the only source is `"reference"`)."""
     return next((t for t in context.config.teachers if t != REFERENCE_SOURCE), None)
@@ -175,31 +184,35 @@ def exectune_stage(context: MethodContext, stage: str, core: str | None = None) 
 
 
 def bootstrap_fewshot(context: MethodContext) -> dspy.Module:
-    student = CoreOnly(core_module(context))
+    student = core_alone(context)
     optimizer = dspy.BootstrapFewShot(
         metric=context.task.metric, max_bootstrapped_demos=4, max_labeled_demos=4,
         teacher_settings={"lm": teacher_lm(context, student)},
     )  # fmt: skip
     trainset = shuffled(context.trainset, context.seed)
-    with quiet(), dspy.context(lm=student.core.lm):
+    with quiet(), dspy.context(lm=student.core.lm, adapter=student.core.adapter):
         compiled_program = optimizer.compile(student, trainset=trainset)
     return on_core(compiled_program, student.core.lm)
 
 
 def mipro_light(context: MethodContext) -> dspy.Module:
+    """MIPROv2 as DSPy runs it, with one choice made for small models: its own prompts (the
+    dataset summary, the program description, the instruction proposals) go through the
+    core's adapter too. gcop's `plain` adapter reads a reply to them as free text, where
+    DSPy's ChatAdapter fails the whole compile when the proposer misses a field marker."""
     try:
         import optuna  # noqa: F401  (MIPROv2's search; not a gcop dependency by default)
     except ImportError:
         raise ConfigError(
             "mipro-light needs optuna: pip install 'exectune[experiment]' (or optuna)"
         ) from None
-    student = CoreOnly(core_module(context))
+    student = core_alone(context)
     teacher = teacher_lm(context, student)
     optimizer = dspy.MIPROv2(metric=context.task.metric, prompt_model=teacher,
                              task_model=student.core.lm, teacher_settings={"lm": teacher},
                              auto="light", seed=context.seed,
                              num_threads=context.config.threads, verbose=False)  # fmt: skip
-    with quiet(), dspy.context(lm=student.core.lm):
+    with quiet(), dspy.context(lm=student.core.lm, adapter=student.core.adapter):
         compiled_program = optimizer.compile(student,
                                              trainset=shuffled(context.trainset, context.seed),
                                              valset=context.devset or None)  # fmt: skip

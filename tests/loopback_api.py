@@ -3,9 +3,10 @@
 LiteLLM talks to it over HTTP exactly as it would to a hosted API. Behind it is a small
 scripted "model": for a guide prompt (one that asks for a `strategy` field, or gcop's plain
 prompt for a plan) it writes a plan, in the prompt's format; for a core prompt it solves
-"What is A plus B?" questions (correctly, or wrongly when the question says "trick"). It
-counts the requests it served, so a test can assert that a cached rerun made zero model
-calls.
+"What is A plus B?" questions (correctly, or wrongly when the question says "trick"); for
+any other prompt (DSPy MIPROv2's dataset summaries, program descriptions and instruction
+proposals) it writes a sentence in every output field the prompt asks for. It counts the
+requests it served, so a test can assert that a cached rerun made zero model calls.
 """
 
 from __future__ import annotations
@@ -18,6 +19,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GOOD_PLAN = {"steps": ["Read the two numbers.", "Add them together."]}
 LEAKY_PLAN_TEMPLATE = {"steps": ["Add the numbers.", "The sum is {answer}."]}
+INSTRUCTION = "Add the two numbers in the question and reply with their sum."
+"""What it proposes when asked for an instruction; any other free-text field gets NOTE."""
+NOTE = "The questions ask for the sum of two whole numbers."
+
+PROPOSER_PROMPTS = (
+    "calls to language models",
+    "calls to an LM",
+    "about my dataset",
+    "examples from a dataset",
+)
+"""Phrases of the instructions of DSPy's proposer signatures (`dspy.propose`)."""
+
+
+def proposer_fields(system: str, plain: bool) -> list[str] | None:
+    """The output fields a DSPy proposer prompt asks for (None for any other prompt): the
+    plain adapter asks for its one field with `Reply with <its description>.`, the
+    ChatAdapter lists them."""
+    if not any(phrase in system for phrase in PROPOSER_PROMPTS):
+        return None
+    if plain:
+        return [system.rpartition("\nReply with ")[2]]
+    listed = system.partition("Your output fields are:\n")[2].partition("All interactions")[0]
+    return re.findall(r"^\d+\. `(\w+)`", listed, re.M)
 
 
 class ScriptedModel:
@@ -46,6 +70,12 @@ class ScriptedModel:
         plain = "[[ ##" not in system
         marker = "\n\nStrategy:\n" if plain else "[[ ## strategy ## ]]"
         question, _, plan = user.partition(marker)
+        if fields := proposer_fields(system, plain):
+            texts = [INSTRUCTION if "instruction" in f else NOTE for f in fields]
+            if plain:
+                return texts[0]
+            sections = [f"[[ ## {f} ## ]]\n{t}" for f, t in zip(fields, texts, strict=True)]
+            return "\n\n".join([*sections, "[[ ## completed ## ]]"])
         numbers = [int(n) for n in re.findall(r"-?\d+", question)]
         answer = sum(numbers[:2]) if len(numbers) >= 2 else 0
         wants_plan = (

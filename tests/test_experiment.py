@@ -22,6 +22,7 @@ from gcop.experiment import ExperimentConfig, Transfer, load_config, plan_cells
 from gcop.experiment_report import frontier
 from gcop.experiment_stats import best_baselines, paired_comparison, seed_stats, summarize_row
 from tests import plugin_task
+from tests.loopback_api import INSTRUCTION
 from tests.test_exectune import _identity, _quiesce
 from tests.test_program import examples, lm
 
@@ -280,3 +281,23 @@ def test_rows_best_baseline_and_frontier_by_hand() -> None:
             for name, acc, cost, base in listed]  # fmt: skip
     assert best_baselines(rows) == {"c/x": "cot"}  # tied with core, cheaper; tuned not a baseline
     assert frontier([(1, 0.5), (2, 0.4), (3, 0.7), (0.5, 0.5)]) == [3, 2]
+
+
+def test_dspy_optimizers_on_the_core_alone_score_every_problem(
+    loopback_env, fresh_cache, tmp_path: Path
+) -> None:
+    """MIPROv2 (light) end to end, its proposer prompts in the core's plain adapter."""
+    pytest.importorskip("optuna")
+    api = loopback_env
+    config = write_config(tmp_path, methods=["bootstrap-fewshot", "mipro-light"], guide=REMOTE,
+                          exec_samples=0)  # fmt: skip
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert [c["label"] for c in saved["cells"]] == ["bootstrap-fewshot", "mipro-light"] * 2
+    for scored in saved["cells"]:
+        assert scored["failed_calls"] == 0 and len(scored["scores"]) == 4, scored["label"]
+    systems = [body["messages"][0]["content"] for body in api.model.bodies]
+    proposals = [s for s in systems if "generate a new instruction" in s]
+    assert proposals and not any("[[ ##" in s for s in proposals)
+    assert any(INSTRUCTION in s for s in systems)  # a proposed instruction was tried
