@@ -326,17 +326,18 @@ def experiment(
         Path | None, typer.Option(help="where experiment-NAME.json/.md/.png go")
     ] = None,
 ) -> None:
-    """Run (or resume) a grid of methods x cores x seeds; one line per cell."""
+    """Run (or resume) a grid of methods x cores x seeds; one line per cell. A cell whose
+    method fails is recorded and the grid goes on; the exit status is then 1."""
     import dataclasses
 
-    from gcop.experiment import load_config, run_experiment
+    from gcop.experiment import load_config, plan_cells, run_experiment
 
     config = load_config(config_file)
     overrides = {"work_dir": work_dir, "results_dir": results_dir}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
-    cells = len(config.methods) * len(config.cores) * len(config.seeds)
-    console.print(f"experiment {config.name}: {config.task} {config.split}, {cells} grid "
-                  f"cells, work folder {config.work_dir}", highlight=False)  # fmt: skip
+    total = len(plan_cells(config))
+    console.print(f"experiment {config.name}: {config.task} {config.split}, {total} cells, "
+                  f"work folder {config.work_dir}", highlight=False)  # fmt: skip
 
     def line(text: str) -> None:  # one line, however long: a log greps it
         console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -348,17 +349,29 @@ def experiment(
     console.print(experiment_table(results))
     stem = config.results_dir / f"experiment-{config.name}"
     console.print(f"wrote {stem}.json, .md and .png", highlight=False)
+    if failed := results["failed"]:
+        names = ", ".join(f"{f['label']} ({f['core'].rsplit('/', 1)[-1]}, seed {f['seed']})"
+                          for f in failed)  # fmt: skip
+        errors.print(f"{len(failed)} of {total} cells failed: {names}; their errors are in "
+                     f"{stem}.md; rerun to retry them", highlight=False, markup=False,
+                     soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1)
 
 
 def cell_line(index: int, total: int, cell, result: dict, reused: bool) -> str:
-    """One plain line per cell: where it is in the grid, what it scored, what it cost."""
+    """One plain line per cell: where it is in the grid, what it scored, what it cost (or
+    why it failed)."""
+    parts = [f"[{index + 1}/{total}] {cell.label}", f"core {cell.core.rsplit('/', 1)[-1]}",
+             f"seed {cell.seed}"]  # fmt: skip
+    if result.get("status") == "failed":
+        error = result["error"]
+        message = (error["message"].strip().splitlines() or [""])[0][:120]
+        return " | ".join([*parts, f"FAILED {error['type']}: {message}"])
     acc = result["accuracy"]
     executable = result["guide_averaged_executability"] or result["executability"]
     wall = result["wall_seconds"]
     status = "done earlier" if reused else f"{wall['build'] + wall['score']:.0f} s"
-    parts = [f"[{index + 1}/{total}] {cell.label}", f"core {cell.core.rsplit('/', 1)[-1]}",
-             f"seed {cell.seed}",
-             f"acc {acc['estimate']:.3f} [{acc['low']:.2f},{acc['high']:.2f}]"]  # fmt: skip
+    parts.append(f"acc {acc['estimate']:.3f} [{acc['low']:.2f},{acc['high']:.2f}]")
     if executable:
         parts.append(f"exec {executable['estimate']:.2f}")
     parts += [f"$/q {result['cost_per_query']['estimate']:.1e}", status]

@@ -9,9 +9,11 @@ the moment it is scored, and at the end aggregates them (:mod:`gcop.experiment_s
 writes the JSON, a markdown table and the accuracy-cost frontier
 (:mod:`gcop.experiment_report`).
 
-Resuming is two rules: a cell whose file exists is read back, never recomputed; and every
-model call goes through the call cache (:mod:`gcop.calls`), so a cell killed half-way, or a
-compile it needs, repeats no call when it runs again. The work folder records the settings
+Resuming is two rules: a cell whose file holds a result is read back, never recomputed; and
+every model call goes through the call cache (:mod:`gcop.calls`), so a cell killed half-way,
+or a compile it needs, repeats no call when it runs again. A method that raises does not
+stop the grid: its cell is written with `status: failed` and the error, the other cells go
+on, and a rerun retries the failed cells only. The work folder records the settings
 that give cells their meaning (task, split, sizes, guide, teacher, stage options) and
 refuses a run with different ones; methods, cores and seeds may be added to a grid later.
 
@@ -21,13 +23,15 @@ The kernel knows methods only through `gcop.registry.methods`: the methods thems
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import time
 import tomllib
+import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,8 @@ from typing import Any
 import dspy
 
 from gcop.atomic import write_json
-from gcop.errors import ConfigError
+from gcop.errors import BudgetExceededError, ConfigError
+from gcop.experiment_stats import FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
 from gcop.paths import portable
 from gcop.task import Task
@@ -231,7 +236,6 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run (or resume) every cell of `config`, then write and return the aggregated results."""
     from gcop.experiment_report import write_results
-    from gcop.experiment_stats import aggregate
     from gcop.registry import get_task, methods
 
     task = get_task(config.task)
@@ -241,44 +245,60 @@ def run_experiment(
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []
     _claim_work_dir(config)
-    if config.budget_dollars is not None:  # core calls stop cleanly; a rerun resumes
-        from gcop.calls import SpendLimit, default_cache
-
-        cores = (*config.cores, *(t.target for t in config.transfer))
-        default_cache().spend_limit = SpendLimit(dollars=config.budget_dollars, models=cores)
     cells, memo, results = plan_cells(config), {}, []
-    for index, cell in enumerate(cells):
-        path = cell.path(config.work_dir)
-        reused = path.exists()
-        if reused:
-            result = json.loads(path.read_text())
-        else:
-            context = MethodContext(config, task, cell.core, cell.seed, trainset, devset, memo,
-                                    transfer=cell.transfer, log=log)  # fmt: skip
-            result = run_cell(cell, methods[cell.method], context, problems)
-            write_json(path, portable(result, config.work_dir))
-        results.append(result)
-        if on_cell:
-            on_cell(index, len(cells), cell, result, reused)
+    with spend_limit(config):
+        for index, cell in enumerate(cells):
+            path = cell.path(config.work_dir)
+            result = finished_cell(path)
+            reused = result is not None
+            if result is None:
+                context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
+                                        memo, transfer=cell.transfer, log=log)  # fmt: skip
+                result = run_cell(cell, methods[cell.method], context, problems)
+                write_json(path, portable(result, config.work_dir))
+            results.append(result)
+            if on_cell:
+                on_cell(index, len(cells), cell, result, reused)
     aggregated = aggregate(config, results, [_id(e, i) for i, e in enumerate(problems)])
     write_results(aggregated, config)
     return aggregated
 
 
+@contextlib.contextmanager
+def spend_limit(config: ExperimentConfig) -> Iterator[None]:
+    """`budget_dollars` on the cores' calls for the run, and the cache's own limit after it
+    (a later run in this process, with another budget or none, is not held to this one)."""
+    from gcop.calls import SpendLimit, default_cache
+
+    cache = default_cache()
+    previous = cache.spend_limit
+    if config.budget_dollars is not None:  # core calls stop cleanly; a rerun resumes
+        cores = (*config.cores, *(t.target for t in config.transfer))
+        cache.spend_limit = SpendLimit(dollars=config.budget_dollars, models=cores)
+    try:
+        yield
+    finally:
+        cache.spend_limit = previous
+
+
+def finished_cell(path: Path) -> dict[str, Any] | None:
+    """The result a cell file holds, or None when the cell has yet to run (no file, or a
+    failed run: it is retried)."""
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return None if result.get("status") == FAILED else result
+
+
 def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> dict[str, Any]:
     """Build the cell's program and score it on `problems`: greedy, then (for a guided
-    method) `exec_samples` sampled strategies per problem for guide-averaged executability."""
+    method) `exec_samples` sampled strategies per problem for guide-averaged executability.
+
+    An exception in the method, or a spending limit reached while scoring (those problems
+    would be left unscored), makes a failed cell: its `error` says why, and a rerun retries
+    it. Other failed calls are part of the result (`failed_calls`), as in `gcop bench`."""
     config = context.config
-    started = time.perf_counter()
-    program = method.build(context)
-    built = time.perf_counter()
-    report = evaluate(program, problems, context.task.metric, system=cell.label,
-                      num_threads=config.threads)  # fmt: skip
-    sampled = None
-    if method.guided and config.exec_samples > 0:
-        sampled = evaluate(program, problems, context.task.metric, system=cell.label,
-                           samples=config.exec_samples, num_threads=config.threads)  # fmt: skip
-    return {
+    head = {
         "method": cell.method,
         "label": cell.label,
         "core": cell.core,
@@ -286,6 +306,24 @@ def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> di
         "transfer": dataclasses.asdict(cell.transfer) if cell.transfer else None,
         "baseline": method.baseline,
         "guided": method.guided,
+    }
+    started = time.perf_counter()
+    try:
+        program = method.build(context)
+        built = time.perf_counter()
+        report = evaluate(program, problems, context.task.metric, system=cell.label,
+                          num_threads=config.threads)  # fmt: skip
+        sampled = None
+        if method.guided and config.exec_samples > 0:
+            sampled = evaluate(program, problems, context.task.metric, system=cell.label,
+                               samples=config.exec_samples, num_threads=config.threads)  # fmt: skip
+        _raise_spend_limit(report, sampled)
+    except Exception as error:  # recorded in the cell; the grid goes on
+        return {**head, "status": FAILED, "error": _error(error),
+                "wall_seconds": {"total": round(time.perf_counter() - started, 1)}}  # fmt: skip
+    return {
+        **head,
+        "status": "ok",
         **cell_measures(report, config.lambdas),
         "guide_averaged_executability": (
             {**dataclasses.asdict(sampled.executability), "samples": config.exec_samples}
@@ -298,6 +336,21 @@ def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> di
         },  # fmt: skip
         "notes": context.notes,
     }
+
+
+def _raise_spend_limit(*reports: Report | None) -> None:
+    """A spending limit hit while scoring fails the cell (rerun with a larger budget)."""
+    for report in filter(None, reports):
+        for outcome in report.outcomes:
+            if (outcome.failed or "").startswith(BudgetExceededError.__name__):
+                raise BudgetExceededError(outcome.failed.partition(": ")[2])
+
+
+def _error(error: BaseException) -> dict[str, str]:
+    """What a failed cell keeps of its exception: type, message and the traceback's end."""
+    lines = traceback.format_exception(error)
+    return {"type": type(error).__name__, "message": str(error),
+            "traceback": "".join(lines[-6:])}  # fmt: skip
 
 
 def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:

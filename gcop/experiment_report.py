@@ -1,8 +1,9 @@
 """An experiment's results on disk: `experiment-<name>.json`, `.md` and the frontier `.png`.
 
 The JSON holds every row and every cell; the markdown table is the same rows for a reader
-(one table per core, then the transfers); the PNG is accuracy against cost per query, one
-point per row, with the accuracy-cost frontier (rows no other row beats on both) joined.
+(one table per core, then the transfers, then the cells that failed); the PNG is accuracy
+against cost per query, one point per row, with the accuracy-cost frontier (rows no other
+row beats on both) joined.
 All three are written atomically, so a killed run never leaves half a file.
 """
 
@@ -98,6 +99,12 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
                 f"`{t['source']}`", f"`{t['target']}`", t["stage"], _mean_std(t.get("transfer")),
                 _mean_std(t.get("retune")), _mean_std(t.get("native")),
                 _mean_std(t.get("core_alone"))]) + " |")  # fmt: skip
+    if results.get("failed"):
+        lines += ["", "## failed cells (a rerun retries them)", "",
+                  "| method | core | seed | error |", "|---|---|---|---|"]  # fmt: skip
+        for f in results["failed"]:
+            error = " ".join(f["error"].split()).replace("|", "\\|")[:300]
+            lines.append(f"| {f['label']} | `{f['core']}` | {f['seed']} | {error} |")
     return "\n".join(lines) + "\n"
 
 

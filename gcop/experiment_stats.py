@@ -5,7 +5,9 @@ scored the same problems, so rows are compared per problem (:mod:`gcop.stats`): 
 McNemar test per seed on the problems where the two disagree, and a paired bootstrap over
 problems that keeps each problem's outcomes under both rows, across seeds, together. Each
 row is tested against the core alone on its core and against the *best baseline* there
-(the baseline row with the highest mean accuracy; the cheaper one on a tie).
+(the baseline row with the highest mean accuracy; the cheaper one on a tie). Seeds are
+paired by their number; a row with one seed (a deterministic baseline) is reused for every
+seed of the other. Failed cells (`status: failed`) make no row: they are listed apart.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from gcop.metrics import wilson
 from gcop.stats import discordant, mcnemar_exact, paired_bootstrap
 
 CORE_ALONE = "core"
+FAILED = "failed"
+"""A cell's `status` when its method raised (see :func:`gcop.experiment.run_cell`)."""
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:
@@ -97,36 +101,54 @@ def best_baselines(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 def aggregate(config, cells: list[dict[str, Any]], problem_ids: list[str]) -> dict[str, Any]:
     """The experiment's results: every row with its statistics, the paired tests, the
-    transfer summary and every cell (scores included)."""
+    transfer summary, the failed cells and every cell (scores included)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for cell in cells:
-        groups.setdefault((cell["label"], cell["core"]), []).append(cell)
+        if cell.get("status") != FAILED:  # cells written before statuses existed are ok
+            groups.setdefault((cell["label"], cell["core"]), []).append(cell)
     rows = [summarize_row(group, config.lambdas) for group in groups.values()]
     best = best_baselines(rows)
 
-    def scores(label: str, core: str) -> list[dict[str, float]] | None:
-        group = groups.get((label, core))
-        return [c["scores"] for c in sorted(group, key=lambda c: c["seed"])] if group else None
+    def scores(label: str, core: str) -> dict[int, dict[str, float]]:
+        return {c["seed"]: c["scores"] for c in groups.get((label, core), [])}
 
     for row in rows:
         mine = scores(row["label"], row["core"])
         against = {"vs_core_alone": CORE_ALONE, "vs_best_baseline": best.get(row["core"])}
         for key, other in against.items():
-            theirs = scores(other, row["core"]) if other else None
-            row[key] = None
-            if theirs is not None and other != row["label"]:
-                row[key] = {"against": other, **paired_comparison(theirs, mine)}
+            theirs = scores(other, row["core"]) if other and other != row["label"] else {}
+            old, new = paired_seeds(theirs, mine)
+            row[key] = {"against": other, **paired_comparison(old, new)} if old else None
+    failed = [c for c in cells if c.get("status") == FAILED]
     return {
         "name": config.name, "task": config.task, "split": config.split,
         "n": len(problem_ids), "seeds": config.seeds, "cores": config.cores,
         "guide": config.guide, "teacher": config.teacher, "train": config.train,
         "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
         "methods": config.methods, "best_baseline": best, "rows": rows,
-        "transfer": transfer_summary(rows), "cells": cells,
+        "transfer": transfer_summary(rows), "failed": [failure(c) for c in failed],
+        "cells": cells,
         "command": f"gcop experiment {config.source}" if config.source else None,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
+
+
+def paired_seeds(
+    old: dict[int, dict[str, float]], new: dict[int, dict[str, float]]
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Two rows' scores seed by seed, for :func:`paired_comparison`: the seeds both have,
+    or every seed of one beside the other's only seed; empty lists when nothing pairs."""
+    if len(old) == 1 or len(new) == 1:
+        return (list(old.values()), list(new.values())) if old and new else ([], [])
+    common = sorted(set(old) & set(new))
+    return [old[s] for s in common], [new[s] for s in common]
+
+
+def failure(cell: dict[str, Any]) -> dict[str, Any]:
+    """A failed cell in one line: which one, and its error's type and message."""
+    return {"label": cell["label"], "core": cell["core"], "seed": cell["seed"],
+            "error": f"{cell['error']['type']}: {cell['error']['message']}"}  # fmt: skip
 
 
 def transfer_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ REMOTE = "openai/gpt-4o-mini"  # LiteLLM sends it to the loopback API (OPENAI_BA
 
 
 def write_config(tmp_path: Path, *, methods: list[str], guide: str, teacher: str = REMOTE,
-                 exec_samples: int = 2, threads: int = 4) -> Path:  # fmt: skip
+                 exec_samples: int = 2, threads: int = 4, extra: str = "") -> Path:  # fmt: skip
     path = tmp_path / "tiny.toml"
     path.write_text(
         f"""name = "tiny"
@@ -48,7 +48,7 @@ exec_samples = {exec_samples}
 threads = {threads}
 work_dir = "{tmp_path / "work"}"
 results_dir = "{tmp_path / "results"}"
-
+{extra}
 [sampling]
 candidates = 1
 num_threads = 4
@@ -157,6 +157,73 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
     assert [row["label"] for row in saved["rows"]] == ["core", "gcop-base"]
     assert saved["rows"][1]["accuracy"]["per_seed"] == [1.0, 1.0]
+
+
+@pytest.fixture
+def flaky_method():
+    """A method registered the way a plugin does, failing until `state["broken"]` is False."""
+    from gcop.experiment import Method
+    from gcop.program import Core, CoreOnly
+    from gcop.registry import methods, register_method
+
+    state = {"broken": True}
+
+    def build(context):
+        if state["broken"]:
+            raise RuntimeError("the optimizer gave up | on purpose\nsecond line")
+        return CoreOnly(Core(context.core, task=context.task.signature, max_tokens=48))
+
+    register_method(Method("flaky", "fails until told not to", build))
+    yield state
+    methods.unregister("flaky")
+
+
+def test_a_failing_method_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(
+    loopback_env, fresh_cache, flaky_method, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, methods=["core", "flaky"], guide=REMOTE, exec_samples=0)
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "[1/4] core", "[2/4] flaky", "[3/4] core", "[4/4] flaky"
+    ]  # fmt: skip
+    assert lines[1].endswith("| FAILED RuntimeError: the optimizer gave up | on purpose")
+    assert ("2 of 4 cells failed: flaky (gpt-4o-mini, seed 0), flaky (gpt-4o-mini, seed 1);"
+            in " ".join(result.output.split()))  # fmt: skip
+    cell = tmp_path / "work" / "cells" / "flaky" / "openai_gpt-4o-mini" / "seed-1.json"
+    written = json.loads(cell.read_text())
+    assert written["status"] == "failed" and written["error"]["type"] == "RuntimeError"
+    assert "build" in written["error"]["traceback"]
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert [row["label"] for row in saved["rows"]] == ["core"]
+    assert [(f["label"], f["seed"]) for f in saved["failed"]] == [("flaky", 0), ("flaky", 1)]
+    table = (tmp_path / "results" / "experiment-tiny.md").read_text()
+    assert "| flaky | `openai/gpt-4o-mini` | 1 | RuntimeError: the optimizer gave up \\|" in table
+
+    flaky_method["broken"] = False
+    again = CliRunner().invoke(app, ["experiment", str(config)])
+    assert again.exit_code == 0, again.output
+    lines = [line for line in again.output.splitlines() if line.startswith("[")]
+    assert ["done earlier" in line for line in lines] == [True, False, True, False]
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert saved["failed"] == [] and [row["label"] for row in saved["rows"]] == ["core", "flaky"]
+    assert saved["rows"][1]["vs_core_alone"]["n"] == 4
+
+
+def test_a_cell_stopped_by_the_budget_is_retried_with_a_larger_one(
+    loopback_env, fresh_cache, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, methods=["core"], guide=REMOTE, exec_samples=0, threads=1,
+                          extra="budget_dollars = 1e-12")  # fmt: skip
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 1 and "FAILED BudgetExceededError: spending budget" in result.output
+    config.write_text(config.read_text().replace("budget_dollars = 1e-12", ""))
+    again = CliRunner().invoke(app, ["experiment", str(config)])
+    assert again.exit_code == 0, again.output
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert saved["rows"][0]["accuracy"]["per_seed"] == [1.0, 1.0]
+    assert all(c["failed_calls"] == 0 for c in saved["cells"])
 
 
 @pytest.mark.parametrize("name", ["gsm8k", "code"])
