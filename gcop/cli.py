@@ -383,11 +383,14 @@ def experiment_table(results: dict) -> Table:
     table = Table("method (core)", "accuracy", "exec", "$/query", "vs core alone",
                   title=f"{results['task']} {results['split']}, n={results['n']}, "
                   f"seeds {results['seeds']}")  # fmt: skip
+    short = lambda model: model.rsplit("/", 1)[-1]  # noqa: E731
     for row in results["rows"]:
-        acc, versus = row["accuracy"], row["vs_core_alone"]
+        acc, versus, moved = row["accuracy"], row["vs_core_alone"], row["transfer"]
         boot = versus["bootstrap"] if versus else None
+        label = row["label"] if not moved else (
+            f"{row['method']}-{moved['stage']} from {short(moved['source'])}")  # fmt: skip
         table.add_row(
-            f"{row['label']} ({row['core'].rsplit('/', 1)[-1][:20]})",
+            f"{label} ({short(row['core'])[:20]})",
             f"{acc['mean']:.3f}±{acc['std']:.3f}",
             f"{row['executability']['mean']:.2f}" if row["executability"] else "-",
             f"{row['cost_per_query']['mean']:.1e}",

@@ -105,6 +105,8 @@ class ExperimentConfig:
                     f"transfer stage {spec.stage!r}: use sft or rl (sample too when retune = "
                     "false: a few-shot guide has no adapter to re-tune from)"
                 )
+        for key in ("methods", "cores", "seeds"):  # a name listed twice runs once
+            setattr(self, key, list(dict.fromkeys(getattr(self, key))))
         self.work_dir = Path(self.work_dir or f"runs/experiment-{self.name}")
         self.results_dir = Path(self.results_dir)
 

@@ -9,6 +9,7 @@ All three are written atomically, so a killed run never leaves half a file.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def _versus(test: dict[str, Any] | None) -> str:
 
 def markdown(results: dict[str, Any], png_name: str) -> str:
     """The results as markdown: what was run, then one table per core."""
-    lambdas = results["lambdas"][1:] or results["lambdas"]
+    lambdas = [lam for lam in results["lambdas"] if lam] or results["lambdas"]  # U(0) = acc
     lines = [
         f"# Experiment `{results['name']}`: {results['task']} {results['split']}, "
         f"n={results['n']}, seeds {results['seeds']}",
@@ -117,7 +118,7 @@ def plot_frontier(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    markers = dict(zip(dict.fromkeys(r["core"] for r in rows), "osD^v<>ph*", strict=False))
+    markers = dict(zip(dict.fromkeys(r["core"] for r in rows), itertools.cycle("osD^v<>ph*")))
     fig, ax = plt.subplots(figsize=(7, 5))
     points = []
     rows = [row for row in rows if row["accuracy_interval"]]  # not those whose calls all failed

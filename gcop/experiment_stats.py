@@ -20,7 +20,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from gcop.metrics import wilson
+from gcop.metrics import utility, wilson
 from gcop.stats import discordant, mcnemar_exact, paired_bootstrap
 
 CORE_ALONE = "core"
@@ -56,7 +56,9 @@ def paired_comparison(
 
 
 def summarize_row(cells: list[dict[str, Any]], lambdas: Sequence[float]) -> dict[str, Any]:
-    """One row from its cells (one per seed): means and standard deviations over seeds."""
+    """One row from its cells (one per seed): means and standard deviations over seeds.
+    Utility is computed here at `lambdas`, so cells read back from a run with other
+    lambdas still aggregate."""
     cells = sorted(cells, key=lambda c: c["seed"])
     first = cells[0]
     accuracy = seed_stats([c["accuracy"]["estimate"] for c in cells])
@@ -78,8 +80,9 @@ def summarize_row(cells: list[dict[str, Any]], lambdas: Sequence[float]) -> dict
         "cost_per_query": seed_stats([c["cost_per_query"]["estimate"] for c in cells]),
         "guide_cost_per_query": seed_stats([c["guide_cost_per_query"] for c in cells]),
         "core_cost_per_query": seed_stats([c["core_cost_per_query"] for c in cells]),
-        "utility": {str(lam): seed_stats([c["utility"][str(lam)] for c in cells])
-                    for lam in lambdas},
+        "utility": {str(lam): seed_stats([utility(c["accuracy"]["estimate"],
+                                                  c["cost_per_query"]["estimate"], lam)
+                                          for c in cells]) for lam in lambdas},
         "notes": [c.get("notes") or {} for c in cells],
     }  # fmt: skip
 

@@ -20,7 +20,13 @@ from gcop.cli import app
 from gcop.errors import ConfigError
 from gcop.experiment import ExperimentConfig, Transfer, load_config, plan_cells
 from gcop.experiment_report import frontier
-from gcop.experiment_stats import best_baselines, paired_comparison, seed_stats, summarize_row
+from gcop.experiment_stats import (
+    best_baselines,
+    paired_comparison,
+    paired_seeds,
+    seed_stats,
+    summarize_row,
+)
 from tests import plugin_task
 from tests.loopback_api import INSTRUCTION
 from tests.test_exectune import _identity, _quiesce
@@ -91,6 +97,9 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert tuned["vs_core_alone"]["against"] == "core" and tuned["vs_core_alone"]["n"] == 4
     assert saved["best_baseline"] == {REMOTE: "core"}  # ExecTune's rows are not baselines
     assert (tmp_path / "work" / "compiles" / "exectune").is_dir()
+    progress = ("[", "compile ")  # one line each, however long: a log greps them
+    table = [line for line in result.output.splitlines() if not line.startswith(progress)]
+    assert max(map(len, table)) <= 80
 
     served = api.model.requests
     again = CliRunner().invoke(app, ["experiment", str(config)])
@@ -323,6 +332,11 @@ def test_paired_comparison_by_hand() -> None:
     partial = paired_comparison([{"a": 0.0, "b": 1.0}], [{"a": 1.0}])
     assert partial["n"] == 1 and partial["mcnemar"] == [{"gained": 1, "lost": 0, "p_value": 1.0}]
     assert partial["bootstrap"]["difference"] == 1.0
+    # seeds pair by number (a failed cell leaves its seed out), a single seed with every seed
+    a, b, c = {"p": 0.0}, {"p": 1.0}, {"p": 0.5}
+    assert paired_seeds({0: a, 1: b, 2: c}, {0: b, 2: a}) == ([a, c], [b, a])
+    assert paired_seeds({0: a}, {1: b, 2: c}) == ([a], [b, c])
+    assert paired_seeds({}, {0: a}) == paired_seeds({0: a, 1: b}, {2: c, 3: a}) == ([], [])
 
 
 def cell(label: str, seed: int, accuracy: float, cost: float, baseline: bool = True) -> dict:
@@ -340,6 +354,8 @@ def test_rows_best_baseline_and_frontier_by_hand() -> None:
     assert row["accuracy"]["mean"] == pytest.approx(0.5)
     assert row["accuracy"]["std"] == pytest.approx(math.sqrt(0.02))
     assert row["utility"]["1000.0"]["mean"] == pytest.approx(0.5 - 0.15)
+    other = summarize_row([cell("m", 0, 0.4, 1e-4)], [100.0])  # not the lambdas of the cells
+    assert other["utility"]["100.0"]["mean"] == pytest.approx(0.4 - 0.01)
     low, high = row["accuracy_interval"]["low"], row["accuracy_interval"]["high"]
     assert (round(low, 3), round(high, 3)) == (0.237, 0.763)  # Wilson, 5 of 10
     listed = (("core", 0.5, 2.0, True), ("cot", 0.5, 1.0, True), ("few", 0.4, 0.5, True),
