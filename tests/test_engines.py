@@ -218,3 +218,15 @@ def test_schema_constrained_requests_go_to_the_torch_loop(tiny_model: str) -> No
     assert MODELS.get(f"local/{tiny_model}?engine=torch").generator.batches_run > torch_before
     with pytest.raises(litellm.BadRequestError, match="engine=ct2"):
         complete(f"local/{tiny_model}?engine=ct2", max_tokens=4, response_format=schema)
+
+
+def test_ct2_calls_group_prompts_of_similar_length() -> None:
+    """CTranslate2 steps through the prompts' length differences one token at a time, so a
+    call holds prompts within PROMPT_LENGTH_SPREAD tokens of each other (and <= max rows)."""
+    from gcop.local.ct2 import _Row, length_buckets
+
+    rows = [_Row(GenerationRequest([7] * n, 4)) for n in (100, 5, 40, 130, 36, 6, 131, 37)]
+    buckets = list(length_buckets(rows, max_rows=2, spread=32))
+    lengths = [[len(row.request.prompt_ids) for row in bucket] for bucket in buckets]
+    assert lengths == [[5, 6], [36, 37], [40], [100, 130], [131]]
+    assert sorted(id(r) for b in buckets for r in b) == sorted(id(r) for r in rows)
