@@ -221,12 +221,22 @@ def main() -> None:
         "vs_core_alone": comparisons,
         "adjacent_stages": adjacent,
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "engines": loaded_engines(),
+        "environment": {k: v for k, v in sorted(os.environ.items())
+                        if k.startswith("GCOP_") and k != "GCOP_HOME"},  # fmt: skip
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
     write_json(args.results, results)
     plot(results, args.results.with_suffix(".png"))
     print(table(results), flush=True)
+
+
+def loaded_engines() -> dict[str, str]:
+    """The engine each local model ran on (the automatic choice differs by machine)."""
+    from gcop.local import MODELS
+
+    return MODELS.engines()
 
 
 def table(results: dict[str, Any]) -> str:

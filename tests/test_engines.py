@@ -107,6 +107,9 @@ def test_automatic_engine_choice(tiny_model: str, tmp_path: Path) -> None:
     assert MODELS.get(f"local/{tiny_model}").engine == "ct2"  # CPU, ctranslate2 installed
     assert MODELS.get(adapter_spec(tiny_model, adapter)).engine == "torch"  # live LoRA
     assert MODELS.get(f"local/{tiny_model}?engine=torch").engine == "torch"
+    engines = MODELS.engines()  # what reports record: each loaded copy -> its engine
+    assert engines[f"local/{tiny_model}?engine=ct2"] == "ct2"
+    assert engines[f"{adapter_spec(tiny_model, adapter)}&engine=torch"] == "torch"
 
 
 def test_ct2_serves_a_merged_adapter_cached_by_content(tiny_model: str, tmp_path: Path) -> None:

@@ -71,6 +71,13 @@ class LocalModels:
                 self._loaded[key] = self._load(key, automatic=spec.engine is None)
             return self._loaded[key]
 
+    def engines(self) -> dict[str, str]:
+        """Each loaded copy (its model string with the engine chosen for it) -> the engine
+        serving it (torch when a ct2 conversion failed): what a report should record, since
+        the automatic choice differs between machines."""
+        with self._lock:
+            return {str(spec): loaded.engine for spec, loaded in self._loaded.items()}
+
     def unload(self, spec: str | LocalModelSpec | None = None) -> None:
         """Forget `spec` (every engine's copy unless it names one), or every model."""
         with self._lock:
