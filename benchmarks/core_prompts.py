@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--formats", default="plain,chat")
     parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--plans", choices=("reference", "givens"), default="reference",
+                        help="reference plans as derived, or with every number the question "
+                        "does not state replaced by 'that amount'")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -44,7 +47,7 @@ def main() -> None:
     examples = random.Random(args.seed).sample(task.load_split(args.split), args.limit)
     plans = []
     for example in examples:
-        plan = task.strategy_type.from_reference(example)
+        plan = task.strategy_type.from_reference(example, givens_only=args.plans == "givens")
         plans.append(plan.render() if plan is not None and plan.check(example).ok else None)
     rows = {}
     for name in args.formats.split(","):
@@ -74,7 +77,7 @@ def main() -> None:
               f"{lost}, McNemar p={rows[name]['p_value']:.3f}", flush=True)  # fmt: skip
     if args.out:
         write_json(args.out, {"core": args.core, "task": args.task, "split": args.split,
-                              "n": len(examples), "seed": args.seed,
+                              "n": len(examples), "seed": args.seed, "plans": args.plans,
                               "usable_reference_plans": sum(p is not None for p in plans),
                               "formats": rows})  # fmt: skip
 

@@ -65,12 +65,17 @@ class MathPlan(Strategy):
         return None
 
     @classmethod
-    def from_reference(cls, example: dspy.Example) -> MathPlan | None:
+    def from_reference(cls, example: dspy.Example, *, givens_only: bool = False) -> MathPlan | None:
         """The reference solution's reasoning with its results taken out: each line of a
         GSM8K solution (`She sold 48/2 = <<48/2=24>>24 clips.` -> `She sold 48/2 clips.`),
         or each sentence of a MATH solution without its boxed answer. Steps that would
         still give the answer away (the gold number, a stated answer) are dropped, and the
-        plan is cut to the length budget; None when nothing is left."""
+        plan is cut to the length budget; None when nothing is left.
+
+        Such plans still carry the reference's intermediate results (`So he makes $180*7 a
+        week`), which a small guide trained on them cannot compute and learns to invent.
+        `givens_only` also replaces every number the question does not state with "that
+        amount" (`So he makes that amount*7 a week`): the plan's structure without values."""
         solution = str(example.get("solution") or "")
         body = solution.split("####", 1)[0]
         if "<<" in body:  # GSM8K: calculator annotations mark every result
@@ -81,6 +86,8 @@ class MathPlan(Strategy):
         steps = []
         for line in lines:
             step = " ".join(line.split()).strip(" .,;")
+            if givens_only:
+                step = _hide_intermediate_numbers(step, str(example.get("question", "")))
             if not step or ANSWER_MARKERS.search(step) or cls(steps=[step]).leaks(example):
                 continue
             if len(cls(steps=[*steps, f"{step}."]).render()) > cls.max_chars:
@@ -95,11 +102,20 @@ RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")
 """A GSM8K result: `= <<expr=value>>value`, or a bare `<<...>>` annotation."""
 
 
+def _hide_intermediate_numbers(step: str, question: str) -> str:
+    givens = {normalize_number(n) for n in NUMBER.findall(question)}
+    return UNSIGNED_NUMBER.sub(
+        lambda m: m.group(0) if normalize_number(m.group(0)) in givens else "that amount", step
+    )
+
+
 def _drop_results(line: str) -> str:
     return re.sub(r"\s*=\s*\$?-?[\d,]*\.?\d+(?=\D*$)", "", RESULT.sub("", line))
 
 
 NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+UNSIGNED_NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")
+"""A number without a sign (the "-" of `25-8` is the operator)."""
 
 
 def normalize_number(text: str) -> str | None:

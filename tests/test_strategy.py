@@ -6,7 +6,14 @@ import dspy
 import pytest
 from pydantic import ValidationError
 
-from gcop.programs.math import MathPlan, extract_answer, gsm8k_metric, normalize_number
+from gcop.programs.math import (
+    NUMBER,
+    UNSIGNED_NUMBER,
+    MathPlan,
+    extract_answer,
+    gsm8k_metric,
+    normalize_number,
+)
 from gcop.strategy import Verdict
 
 QUESTION = "Tom has 3 boxes of 12 apples and eats 5. How many apples are left?"
@@ -94,6 +101,12 @@ def test_reference_plans_never_leak_on_the_real_train_split(name: str) -> None:
             continue
         derived += 1
         assert plan.check(example).verdict is Verdict.VALID, (example.id, plan.render())
+        if name == "gsm8k":  # givens only: no number the question does not state
+            hidden = task.strategy_type.from_reference(example, givens_only=True)
+            assert hidden.check(example).verdict is Verdict.VALID, hidden.render()
+            stated = {normalize_number(n) for n in NUMBER.findall(example.question)}
+            numbers = {normalize_number(n) for n in UNSIGNED_NUMBER.findall(" ".join(hidden.steps))}
+            assert numbers <= stated, (example.id, hidden.render())
     assert derived > 0.9 * len(task.load_split("train"))  # a source worth having
 
 
@@ -109,4 +122,10 @@ def test_reference_plan_of_a_gsm8k_solution() -> None:
     assert plan.steps == [
         "Natalia sold 48/2 clips in May.",
         "Natalia sold 48+24 clips altogether in April and May.",
+    ]
+    # givens only: the result 24 is not the question's, so it is hidden; so is the 2 the
+    # question writes as "half" (numbers written as words are not recognised)
+    assert MathPlan.from_reference(example, givens_only=True).steps == [
+        "Natalia sold 48/that amount clips in May.",
+        "Natalia sold 48+that amount clips altogether in April and May.",
     ]
