@@ -326,8 +326,9 @@ def experiment(
         Path | None, typer.Option(help="where experiment-NAME.json/.md/.png go")
     ] = None,
 ) -> None:
-    """Run (or resume) a grid of methods x cores x seeds; one line per cell. A cell whose
-    method fails is recorded and the grid goes on; the exit status is then 1."""
+    """Run (or resume) a grid of methods x cores x seeds, one line per cell.
+
+    A cell whose method fails is recorded and the grid goes on; the exit status is then 1."""
     import dataclasses
 
     from gcop.experiment import load_config, plan_cells, run_experiment
