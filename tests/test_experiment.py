@@ -98,7 +98,7 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert saved["best_baseline"] == {REMOTE: "core"}  # ExecTune's rows are not baselines
     assert (tmp_path / "work" / "compiles" / "exectune").is_dir()
     progress = ("[", "compile ")  # one line each, however long: a log greps them
-    table = [line for line in result.output.splitlines() if not line.startswith(progress)]
+    table = [line for line in result.stdout.splitlines() if not line.startswith(progress)]
     assert max(map(len, table)) <= 80
 
     served = api.model.requests
