@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.errors import GcopError
-from gcop.local.engine import GenerationRequest, GenerationResult, gather_batch
+from gcop.local.engine import GenerationRequest, GenerationResult, WorkerThread, gather_batch
 from gcop.local.registry import models_dir
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def length_buckets(rows: list[_Row], max_rows: int, spread: int = PROMPT_LENGTH_
         yield bucket
 
 
-class Ct2Generator:
+class Ct2Generator(WorkerThread):
     """Decodes :class:`GenerationRequest` s with a CTranslate2 model, from many threads.
 
     Same contract as :class:`gcop.local.engine.BatchedGenerator`: `submit` / `submit_n`
@@ -255,12 +255,6 @@ class Ct2Generator:
         return [job.futures[0].result() for job in jobs]
 
     # -- worker -------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._serve, daemon=True)
-                self._worker.start()
-
     def _serve(self) -> None:
         while True:
             batch = gather_batch(self._queue, self.batch_window_s, self.max_batch_size,

@@ -92,7 +92,24 @@ def gather_batch(source: queue.Queue, window_s: float, limit: int, rows=lambda i
     return batch
 
 
-class BatchedGenerator:
+class WorkerThread:
+    """The one daemon thread an engine decodes on (its `_serve` loop), started on first use
+    and restarted if it died; shared by both engines' generators."""
+
+    _lock: threading.Lock
+    _worker: threading.Thread | None
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._serve, daemon=True)
+                self._worker.start()
+
+
+class BatchedGenerator(WorkerThread):
     """Decodes batches of :class:`GenerationRequest` with one model, from many threads.
 
     `submit` may be called from any thread; a single worker thread gathers the requests
@@ -155,12 +172,6 @@ class BatchedGenerator:
         return results
 
     # -- worker -------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._serve, daemon=True)
-                self._worker.start()
-
     def _serve(self) -> None:
         while True:
             batch = gather_batch(self._queue, self.batch_window_s, self.max_batch_size)
