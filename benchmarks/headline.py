@@ -116,6 +116,7 @@ def main() -> None:
     add("--test", type=int, default=300)
     add("--seeds", default="0,1,2")
     add("--sft-epochs", type=int, default=3)
+    add("--stages", default="sample,sft,rl", help="ExecTune stages to run (comma-separated)")
     add("--rl-steps", type=int, default=50, help="0 skips the RL stage")
     add("--rl-batch-size", type=int, default=8)
     add("--exec-samples", type=int, default=4)
@@ -169,7 +170,12 @@ def main() -> None:
         larger = Core(args.larger_core, task=task.signature, max_tokens=task.core_max_tokens)
         systems[f"core alone ({args.larger_core})"] = [run("larger core", CoreOnly(larger))]
     best_stages = []
-    stages = ("sample", "sft", "rl") if args.rl_steps > 0 else ("sample", "sft")
+    asked = {s.strip() for s in args.stages.split(",") if s.strip()}
+    if not asked or asked - set(STAGE_NAMES):
+        parser.error(f"--stages: choose some of {', '.join(STAGE_NAMES)}, not {args.stages!r}")
+    stages = tuple(s for s in STAGE_NAMES if s in asked)
+    if args.rl_steps == 0:
+        stages = tuple(s for s in stages if s != "rl")
     for seed in seeds:
         tuner = ExecTune(
             teachers, task.metric, stages=stages,

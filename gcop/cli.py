@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,8 +168,9 @@ def compile_options(
     teacher: Annotated[
         str,
         typer.Option(
-            help="stage-1 strategy sources, comma-separated: LiteLLM strings and/or 'reference' "
-            "(plans derived from reference solutions)"
+            help="stage-1 strategy sources, comma-separated: LiteLLM strings, 'reference' "
+            "(plans derived from reference solutions) and/or 'reference-givens' (the same "
+            "plans with the values the problem does not state hidden)"
         ),
     ] = "reference",
     stages: Annotated[str, typer.Option(help="comma-separated: sample,sft,rl")] = "sample,sft,rl",
@@ -220,7 +222,8 @@ def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
     )  # fmt: skip
     guide, core = options["guide"], options["core"]
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
-    llm_teachers = [] if optimizer.finished("sample") else [s for s in sources if s != "reference"]
+    llm_teachers = [s for s in sources if not s.startswith("reference")]
+    llm_teachers = [] if optimizer.finished("sample") else llm_teachers
     check_models(guide, core, *llm_teachers)
     trainset = select_examples(task_obj, "train", options["limit"], options["seed"])
     dev_limit = options["dev_limit"]
@@ -243,11 +246,25 @@ def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
     )
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stderr` is when a line is logged: a plain
+    StreamHandler keeps the stream it was made with, which a test runner (click's CliRunner)
+    closes after the command, so later lines failed with '--- Logging error ---'."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def show_stage_lines() -> None:
     """Print the optimizer's stage log lines (`sample: started`, ...) as plain lines."""
     logger = logging.getLogger("gcop.optimizers")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

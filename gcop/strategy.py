@@ -139,10 +139,13 @@ class Strategy(BaseModel):
         return []
 
     @classmethod
-    def from_reference(cls, example: dspy.Example) -> Strategy | None:
+    def from_reference(cls, example: dspy.Example, *, givens_only: bool = False) -> Strategy | None:
         """A plan derived from the example's reference solution, or None when the task has
         no such derivation. ExecTune's "reference" teacher uses it: a free source of
-        strategies that still go through the acceptance filter (validity, leak, core)."""
+        strategies that still go through the acceptance filter (validity, leak, core).
+        `givens_only` ("reference-givens"): keep the plan's structure but hide the values
+        the problem does not state, where the type knows how (a small guide trained on
+        intermediate results learns to invent them)."""
         return None
 
     def leaks(self, example: dspy.Example) -> str | None:

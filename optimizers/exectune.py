@@ -40,7 +40,7 @@ from gcop.optimizers.report import plot_compile_report
 from gcop.optimizers.reward import ExecutabilityReward, RewardWeights
 from gcop.optimizers.rl import RLStageConfig, reinforce
 from gcop.optimizers.sampling import (
-    REFERENCE_SOURCE,
+    REFERENCE_SOURCES,
     Attempt,
     SamplingConfig,
     sample_strategies,
@@ -120,7 +120,8 @@ class ExecTune(GcopOptimizer):
         exec_samples: int = 4,
     ) -> None:
         """`teacher`: a LiteLLM model string, `"reference"` (plans derived from reference
-        solutions), or a list of them (each is a stage-1 source, reported apart).
+        solutions), `"reference-givens"` (the same without the values the problem does
+        not state), or a list of them (each is a stage-1 source, reported apart).
         `cost_weight`: the RL reward's weight on deployment cost relative to the core
         alone. `exec_samples`: sampled strategies per dev problem for the guide-averaged
         executability of each stage (0: greedy only)."""
@@ -296,7 +297,7 @@ class ExecTune(GcopOptimizer):
         check_examples(trainset, program.guide.strategy_type.task_inputs())
         sources = self.teacher if isinstance(self.teacher, list | tuple) else [self.teacher]
         teachers = [s if isinstance(s, dspy.BaseLM) else GcopLM(s)
-                    for s in sources if s != REFERENCE_SOURCE]  # fmt: skip
+                    for s in sources if s not in REFERENCE_SOURCES]  # fmt: skip
         for lm in (*teachers, program.core.lm):
             check_credentials(lm)
         if {"sft", "rl"} & set(self.config.stages):

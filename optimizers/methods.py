@@ -41,7 +41,7 @@ from gcop.experiment import Method, MethodContext
 from gcop.optimizers.exectune import ExecTune
 from gcop.optimizers.reward import RewardWeights
 from gcop.optimizers.rl import RLStageConfig
-from gcop.optimizers.sampling import REFERENCE_SOURCE, SamplingConfig
+from gcop.optimizers.sampling import REFERENCE_SOURCES, SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
 from gcop.program import Core, CoreOnly, GCoP, Guide
 from gcop.registry import register_method
@@ -83,7 +83,7 @@ def core_alone(context: MethodContext) -> CoreOnly:
 
 def llm_teacher(context: MethodContext) -> str | None:
     """The first LLM among the teachers (None when the only source is `"reference"`)."""
-    return next((t for t in context.config.teachers if t != REFERENCE_SOURCE), None)
+    return next((t for t in context.config.teachers if t not in REFERENCE_SOURCES), None)
 
 
 def teacher_lm(context: MethodContext, student: CoreOnly) -> dspy.BaseLM:

@@ -3,7 +3,8 @@
 One or more strategy *sources* write candidate strategies per training example, in the
 guide's strategy type: an LLM teacher (any LiteLLM model string, K samples per example), or
 `"reference"`, which derives one plan per example from its reference solution
-(`Strategy.from_reference`: free, and as close to an oracle plan as the data allows). A
+(`Strategy.from_reference`: free, and as close to an oracle plan as the data allows), or
+`"reference-givens"`, the same plan with every value the problem does not state hidden. A
 candidate is *accepted* only if it is valid (parses, exactly or repaired; meets its
 constraints and budget; does not leak the answer) and the core, following it, succeeds by
 the task metric. The acceptance rate per source is that source's executability on this
@@ -31,6 +32,8 @@ from gcop.task import Metric
 REFERENCE_FIELD = "reference_solution"
 REFERENCE_SOURCE = "reference"
 """The strategy source that derives plans from reference solutions instead of an LLM."""
+REFERENCE_SOURCES = {REFERENCE_SOURCE: False, "reference-givens": True}
+"""Every reference-derived source, with its `givens_only` flag (`Strategy.from_reference`)."""
 ACCEPT_RULES = ("executes", "parsed")
 """What stage 1 keeps: strategies the core executes (the acceptance filter), or every
 strategy that parses (no filter: supervised distillation of the teacher)."""
@@ -186,9 +189,9 @@ def sample_strategies(
         result.accepted = metric(example, outcome) > 0
         return result
 
-    def from_reference(example: dspy.Example) -> Attempt:
-        result = Attempt(str(example.get("id", "")), 0, "", source=REFERENCE_SOURCE)
-        strategy = strategy_type.from_reference(example)
+    def from_reference(source: str, example: dspy.Example) -> Attempt:
+        result = Attempt(str(example.get("id", "")), 0, "", source=source)
+        strategy = strategy_type.from_reference(example, givens_only=REFERENCE_SOURCES[source])
         if strategy is None:
             result.verdict, result.reason = "no_reference", "no plan derivable from the solution"
             return result
@@ -213,8 +216,8 @@ def sample_strategies(
 
     jobs = []
     for source in sources:
-        if source == REFERENCE_SOURCE:
-            jobs += [functools.partial(from_reference, example) for example in trainset]
+        if isinstance(source, str) and source in REFERENCE_SOURCES:
+            jobs += [functools.partial(from_reference, source, example) for example in trainset]
             continue
         name = source if isinstance(source, str) else source.model
         adapter = "plain" if config.constrained else program.guide.adapter_name

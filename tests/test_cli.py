@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from gcop.cli import app
+from gcop.cli import app, show_stage_lines
 
 runner = CliRunner()
 
@@ -220,3 +223,19 @@ def test_bench_runs_a_saved_program_beside_its_core(
     assert saved["config"]["core"] == model
     both = runner.invoke(app, [*args, "--guide", model])
     assert both.exit_code == 2 and "drop --guide" in both.output
+
+
+def test_stage_lines_go_to_the_stderr_of_the_moment(monkeypatch) -> None:
+    """A runner closes the stderr a command ran with; later stage lines must not fail."""
+    logger = logging.getLogger("gcop.optimizers")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    show_stage_lines()
+    first.close()  # what CliRunner does to the stream once the command returns
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logger.info("sample: started")
+    assert second.getvalue().rstrip().endswith("sample: started")
+    assert "Logging error" not in second.getvalue()

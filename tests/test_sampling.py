@@ -63,6 +63,25 @@ def test_reference_source_derives_plans_that_go_through_the_same_filter(api, fre
     assert len(result.accepted) == 7
 
 
+def test_reference_givens_source_hides_values_the_question_does_not_state(
+    api, fresh_cache
+) -> None:
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    example = dspy.Example(
+        id="a", question="trick Ann has 2 bags of 20 apples and eats 5. How many are left?",
+        answer="35", solution="She has 2*20 = <<2*20=40>>40 apples.\n"
+        "She has 40-5 = <<40-5=35>>35 left.\n#### 35",
+    ).with_inputs("question")  # fmt: skip
+    result = sample_strategies(program, [example], teacher=["reference", "reference-givens"],
+                               metric=gsm8k_metric, config=SamplingConfig(num_threads=2))  # fmt: skip
+    plans = {a.source: a.strategy["steps"] for a in result.attempts}
+    assert plans == {
+        "reference": ["She has 2*20 apples.", "She has 40-5 left."],
+        "reference-givens": ["She has 2*20 apples.", "She has that amount-5 left."],
+    }
+    assert set(result.summary()["by_source"]) == {"reference", "reference-givens"}
+
+
 def test_rerun_makes_no_new_calls(api, fresh_cache) -> None:
     program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
     config = SamplingConfig(candidates=2, num_threads=2)
