@@ -1,4 +1,5 @@
-"""Saving and loading a GCoP program: model strings, settings and the guide's adapter.
+"""Saving and loading a GCoP program: model strings, settings, the guide's few-shot demos
+(ExecTune's AS stage is demos and nothing else) and the guide's adapter.
 
 A LoRA adapter referenced by the guide's `local/...?adapter=<dir>` string is copied into
 the saved folder, so the folder is self-contained; the base model is named, not copied.
@@ -53,12 +54,15 @@ def save_program(program: GCoP, directory: Path) -> Path:
         "core": _lm_settings(program.core.lm),
         "on_invalid": program.on_invalid,
         "prompt_formats": {"guide": program.guide.adapter_name, "core": program.core.adapter_name},
+        "guide_demos": [_demo_state(demo) for demo in program.guide.predict.demos],
     }
     write_json(directory / "program.json", state)
     return directory
 
 
 def load_program(directory: Path) -> GCoP:
+    import dspy
+
     from gcop.lm import GcopLM
     from gcop.local.spec import LocalModelSpec
     from gcop.program import Core, GCoP, Guide
@@ -74,8 +78,22 @@ def load_program(directory: Path) -> GCoP:
         spec = LocalModelSpec.parse(guide["model"]).with_adapter(directory / adapter)
         guide["model"] = spec.format()
     formats = state.get("prompt_formats", {"guide": "chat", "core": "chat"})  # older saves
+    loaded_guide = Guide(strategy_type, GcopLM(**guide), adapter=formats["guide"])
+    loaded_guide.predict.demos = [
+        dspy.Example(**demo["inputs"], strategy=strategy_type.parse(demo["strategy"]))
+        for demo in state.get("guide_demos", [])
+    ]
     return GCoP(
-        Guide(strategy_type, GcopLM(**guide), adapter=formats["guide"]),
+        loaded_guide,
         Core(GcopLM(**state["core"]), adapter=formats["core"]),
         on_invalid=state["on_invalid"],
     )
+
+
+def _demo_state(demo) -> dict[str, Any]:
+    """A guide demo as JSON: its task inputs and its strategy's fields."""
+    from gcop.program import STRATEGY_FIELD
+
+    fields = dict(demo.items())
+    strategy = fields.pop(STRATEGY_FIELD)
+    return {"inputs": fields, "strategy": strategy.model_dump()}

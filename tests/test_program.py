@@ -141,3 +141,16 @@ def test_saved_program_keeps_its_prompt_formats(api, tmp_path) -> None:
     loaded = GCoP.load(saved.save(tmp_path / "program"))
     assert (loaded.guide.adapter_name, loaded.core.adapter_name) == ("chat", "xml")
     assert loaded.guide.format_prompt(question="q") == saved.guide.format_prompt(question="q")
+
+
+def test_saved_program_keeps_the_guides_demos(api, tmp_path) -> None:
+    """ExecTune's AS stage is the untrained guide plus accepted plans as demos: a saved
+    program that dropped them would be the untrained guide."""
+    guide = Guide(MathPlan, lm(api))
+    guide.predict.demos = [dspy.Example(question="Ann has 2 bags of 3. How many?",
+                                        strategy=MathPlan(steps=["Multiply 2 by 3."]))]  # fmt: skip
+    saved = GCoP(guide, Core(lm(api)))
+    loaded = GCoP.load(saved.save(tmp_path / "program"))
+    assert loaded.guide.format_prompt(question="q") == saved.guide.format_prompt(question="q")
+    assert "Multiply 2 by 3." in str(loaded.guide.format_prompt(question="q"))
+    assert loaded.guide.predict.demos[0].strategy == MathPlan(steps=["Multiply 2 by 3."])

@@ -72,8 +72,9 @@ def test_reference_givens_source_hides_values_the_question_does_not_state(
         answer="35", solution="She has 2*20 = <<2*20=40>>40 apples.\n"
         "She has 40-5 = <<40-5=35>>35 left.\n#### 35",
     ).with_inputs("question")  # fmt: skip
-    result = sample_strategies(program, [example], teacher=["reference", "reference-givens"],
-                               metric=gsm8k_metric, config=SamplingConfig(num_threads=2))  # fmt: skip
+    sources = ["reference", "reference-givens"]
+    result = sample_strategies(program, [example], teacher=sources, metric=gsm8k_metric,
+                               config=SamplingConfig(num_threads=2))  # fmt: skip
     plans = {a.source: a.strategy["steps"] for a in result.attempts}
     assert plans == {
         "reference": ["She has 2*20 apples.", "She has 40-5 left."],
