@@ -63,9 +63,7 @@ def test_reference_source_derives_plans_that_go_through_the_same_filter(api, fre
     assert len(result.accepted) == 7
 
 
-def test_reference_givens_source_hides_values_the_question_does_not_state(
-    api, fresh_cache
-) -> None:
+def test_reference_givens_source_hides_unstated_values(api, fresh_cache) -> None:
     program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
     example = dspy.Example(
         id="a", question="trick Ann has 2 bags of 20 apples and eats 5. How many are left?",
