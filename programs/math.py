@@ -87,7 +87,7 @@ class MathPlan(Strategy):
         for line in lines:
             step = " ".join(line.split()).strip(" .,;")
             if givens_only:
-                step = _hide_intermediate_numbers(step, str(example.get("question", "")))
+                step = hide_unstated_numbers(step, str(example.get("question", "")))
             if not step or ANSWER_MARKERS.search(step) or cls(steps=[step]).leaks(example):
                 continue
             if len(cls(steps=[*steps, f"{step}."]).render()) > cls.max_chars:
@@ -102,7 +102,8 @@ RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")
 """A GSM8K result: `= <<expr=value>>value`, or a bare `<<...>>` annotation."""
 
 
-def _hide_intermediate_numbers(step: str, question: str) -> str:
+def hide_unstated_numbers(step: str, question: str) -> str:
+    """`step` with every number `question` does not state replaced by "that amount"."""
     givens = {normalize_number(n) for n in NUMBER.findall(question)}
     return UNSIGNED_NUMBER.sub(
         lambda m: m.group(0) if normalize_number(m.group(0)) in givens else "that amount", step

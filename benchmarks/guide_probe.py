@@ -1,0 +1,125 @@
+"""Which guide can help this core? ExecTune's AS stage (the guide prompted with accepted
+stage-1 plans as demos) on the dev problems of the ceiling table, paired per problem
+against the core alone.
+
+    python benchmarks/guide_probe.py --guide local/qwen2.5-coder-1.5b-instruct \
+        --accepted runs/headline-cpu/seed-0/sample/accepted.jsonl
+
+`--demos givens` shows the guide the same accepted problems' plans with every value the
+question does not state hidden; `--mask-unstated` hides those values in the guide's own
+plans before the core reads them (does the core do better computing them itself?);
+`--core-instruction verify` tells the core the plan may be wrong and to work out every
+number itself, and also runs the reference plans (the ceiling) under that instruction.
+Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+from gcop.atomic import write_json  # noqa: E402
+from gcop.bench import select_examples  # noqa: E402
+from gcop.metrics import wilson  # noqa: E402
+from gcop.program import Core, Guide  # noqa: E402
+from gcop.programs import get_task  # noqa: E402
+from gcop.programs.math import hide_unstated_numbers  # noqa: E402
+from gcop.stats import discordant, mcnemar_exact  # noqa: E402
+
+VERIFY = (
+    "A plan for this problem is given. Use it as a guide to the order of the steps, but "
+    "work out every number yourself: the plan may contain mistakes."
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--task", default="gsm8k")
+    add("--core", default="local/qwen2.5-coder-1.5b-instruct")
+    add("--guide", default="local/qwen2.5-coder-1.5b-instruct")
+    add("--accepted", type=Path, required=True, help="a stage-1 accepted.jsonl")
+    add("--train", type=int, default=150, help="the compile's training sample (for the demos)")
+    add("--demos", choices=("reference", "givens"), default="reference")
+    add("--shots", type=int, default=3, help="the first N accepted plans (as `_few_shot`)")
+    add("--limit", type=int, default=30, help="dev problems (seeded sample, seed 0)")
+    add("--mask-unstated", action="store_true")
+    add("--core-instruction", choices=("follow", "verify"), default="follow")
+    add("--threads", type=int, default=32)
+    add("--out", type=Path)
+    args = parser.parse_args()
+
+    task = get_task(args.task)
+    dev = select_examples(task, "dev", args.limit, 0)
+    train = {str(e.id): e for e in select_examples(task, "train", args.train, 0)}
+    plan_type = task.strategy_type
+    accepted = [json.loads(line) for line in args.accepted.read_text().splitlines()]
+    guide = Guide(plan_type, args.guide, max_tokens=task.guide_max_tokens)
+    guide.predict.demos = [
+        dspy.Example(**dict(train[a["example_id"]].inputs()), strategy=demo_plan(
+            plan_type, train[a["example_id"]], a["strategy"], args.demos))
+        for a in accepted[: args.shots]
+    ]  # fmt: skip
+    core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
+    if args.core_instruction == "verify":
+        core.guided.signature = core.guided.signature.with_instructions(
+            f"{task.signature.instructions.strip()}\n{VERIFY}"
+        )
+    alone_core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
+
+    def solve(example: dspy.Example) -> dict[str, Any]:
+        plan = guide(**dict(example.inputs()))
+        text = plan.strategy.render() if plan.validity.ok else None
+        if text and args.mask_unstated:
+            text = plan_type(steps=[hide_unstated_numbers(s, example.question)
+                                    for s in plan.strategy.steps]).render()  # fmt: skip
+        alone = task.metric(example, alone_core(**dict(example.inputs())))
+        guided = task.metric(example, core(**dict(example.inputs()), strategy=text))
+        row = {"question": example.question, "gold": example.answer, "plan": text,
+               "verdict": str(plan.validity.verdict), "alone": alone, "guided": guided}  # fmt: skip
+        if args.core_instruction == "verify":
+            reference = plan_type.from_reference(example)
+            ref_text = reference.render() if reference and reference.check(example).ok else None
+            row["ceiling"] = task.metric(example, core(**dict(example.inputs()), strategy=ref_text))
+        return row
+
+    with ThreadPoolExecutor(max_workers=args.threads) as pool:
+        rows = list(pool.map(solve, dev))
+    result = {"guide": args.guide, "core": args.core, "demos": args.demos, "shots": args.shots,
+              "mask_unstated": args.mask_unstated, "core_instruction": args.core_instruction,
+              "n": len(rows), "usable_plans": sum(r["plan"] is not None for r in rows),
+              "verdicts": dict(Counter(r["verdict"] for r in rows))}  # fmt: skip
+    alone = [r["alone"] for r in rows]
+    result["alone"] = paired(alone, alone)["correct"]
+    result["guided"] = paired(alone, [r["guided"] for r in rows])
+    if args.core_instruction == "verify":
+        result["ceiling"] = paired(alone, [r["ceiling"] for r in rows])
+    print(json.dumps(result), flush=True)
+    if args.out:
+        write_json(args.out, {"summary": result, "problems": rows})
+
+
+def demo_plan(plan_type, example: dspy.Example, accepted: dict, demos: str):
+    if demos == "givens":
+        return plan_type.from_reference(example, givens_only=True)
+    return plan_type.parse(accepted)
+
+
+def paired(alone: list[float], guided: list[float]) -> dict[str, Any]:
+    correct = sum(s > 0 for s in guided)
+    gained, lost = discordant(alone, guided)
+    return {"correct": correct, "ci": vars(wilson(correct, len(guided))), "gained": gained,
+            "lost": lost, "mcnemar_p": mcnemar_exact(gained, lost)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
