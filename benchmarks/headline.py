@@ -130,7 +130,14 @@ def main() -> None:
     add("--larger-core", help="also run this core alone on test (the cost comparison)")
     add("--out", type=Path, default=Path("runs/headline"))
     add("--results", type=Path, default=Path("docs/results/headline.json"))
+    add(
+        "--program-out",
+        type=Path,
+        help="where the first seed's compiled program is saved, for `gcop bench --program` "
+        "(default: beside --results, named <results>-program)",
+    )
     args = parser.parse_args()
+    args.program_out = args.program_out or args.results.with_name(f"{args.results.stem}-program")
 
     task = get_task(args.task)
     wanted = {s.strip() for s in args.systems.split(",")}
@@ -198,6 +205,8 @@ def main() -> None:
                     run(f"{STAGE_NAMES[stage]} seed {seed}", compiled, args.exec_samples)
                 )
         best = tuner.stage_programs[best_stages[-1]]
+        if seed == seeds[0]:
+            best.save(args.program_out)
         systems.setdefault("ExecTune", []).append(run(f"ExecTune seed {seed}", best))
 
     alone = systems["core alone"]
@@ -227,6 +236,7 @@ def main() -> None:
         "vs_core_alone": comparisons,
         "adjacent_stages": adjacent,
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "program": str(args.program_out),
         "engines": loaded_engines(),
         "environment": {k: v for k, v in sorted(os.environ.items())
                         if k.startswith("GCOP_") and k != "GCOP_HOME"},  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import dspy
 import pytest
 
-from gcop import Task, register_task
+from gcop import GCoP, Task, register_task
 from gcop.programs.math import MathPlan, gsm8k_metric
 from tests.test_program import MODEL
 
@@ -83,6 +83,9 @@ def test_headline_results_file(api, tiny_model: str, fresh_cache, tmp_path, monk
     assert results.with_suffix(".png").stat().st_size > 0
     assert "--systems ceiling,AS+SFT" in data["command"]
     assert (tmp_path / "runs" / "seed-0" / "sft").is_dir()
+    program = tmp_path / "headline-program"  # beside the results file
+    saved = GCoP.load(program)  # ExecTune's pick, for `gcop bench --program`
+    assert "adapter=" in saved.guide.lm.model and data["program"] == str(program)
 
     served = api.model.requests
     run_headline(args, monkeypatch)  # everything cached, the compile finished: no calls
@@ -94,3 +97,6 @@ def test_unknown_system_is_named(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit):
         run_headline(["--task", NAME, "--systems", "ceiling,magic"], monkeypatch)
     assert "unknown ['magic']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_headline(["--task", NAME, "--stages", "sample,magic"], monkeypatch)
+    assert "--stages: choose some of sample, sft, rl" in capsys.readouterr().err
