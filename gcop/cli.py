@@ -222,7 +222,8 @@ def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
     )  # fmt: skip
     guide, core = options["guide"], options["core"]
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights
-    llm_teachers = [s for s in sources if not s.startswith("reference")]
+    model_free = getattr(optimizer_cls, "model_free_sources", ())
+    llm_teachers = [s for s in sources if s not in model_free]
     llm_teachers = [] if optimizer.finished("sample") else llm_teachers
     check_models(guide, core, *llm_teachers)
     trainset = select_examples(task_obj, "train", options["limit"], options["seed"])

@@ -102,6 +102,8 @@ class ExecTune(GcopOptimizer):
                    "rl.per_device_batch_size": "--rl-batch-size",
                    "reward.cost_weight": "--cost-weight"}  # fmt: skip
     """Short flags for the most used options (the generated ones are `--<stage>-<field>`)."""
+    model_free_sources = tuple(REFERENCE_SOURCES)
+    """Stage-1 sources that are not models (no weights to pull, no credentials to check)."""
 
     def __init__(
         self,
@@ -297,7 +299,7 @@ class ExecTune(GcopOptimizer):
         check_examples(trainset, program.guide.strategy_type.task_inputs())
         sources = self.teacher if isinstance(self.teacher, list | tuple) else [self.teacher]
         teachers = [s if isinstance(s, dspy.BaseLM) else GcopLM(s)
-                    for s in sources if s not in REFERENCE_SOURCES]  # fmt: skip
+                    for s in sources if s not in self.model_free_sources]  # fmt: skip
         for lm in (*teachers, program.core.lm):
             check_credentials(lm)
         if {"sft", "rl"} & set(self.config.stages):

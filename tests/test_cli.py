@@ -80,13 +80,14 @@ def test_models_list_shows_the_default_model() -> None:
 
 def test_compile_stage_one_from_the_command_line(tiny_model: str, tmp_path: Path) -> None:
     model = f"local/{tiny_model}"
-    args = ["compile", "gsm8k", "--guide", model, "--core", model, "--teacher", model,
-            "--stages", "sample", "--limit", "2", "--dev-limit", "2", "--candidates", "1",
-            "--output-dir", str(tmp_path)]  # fmt: skip
+    args = ["compile", "gsm8k", "--guide", model, "--core", model, "--teacher",
+            f"{model},reference-givens", "--stages", "sample", "--limit", "2", "--dev-limit",
+            "2", "--candidates", "1", "--output-dir", str(tmp_path)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "sample" / "summary.json").read_text())
-    assert summary["attempts"] == 2
+    assert summary["attempts"] == 4  # K=1 from the model and one derived plan per example
+    assert set(summary["by_source"]) == {model, "reference-givens"}
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["dev"]) == {"core", "untrained", "sample"}
     assert (tmp_path / "report.png").exists() and (tmp_path / "program" / "program.json").exists()
