@@ -30,6 +30,8 @@ import dspy  # noqa: E402
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.metrics import wilson  # noqa: E402
+from gcop.optimizers.exectune import _few_shot  # noqa: E402
+from gcop.optimizers.sampling import Attempt  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
 from gcop.programs.math import hide_unstated_numbers  # noqa: E402
@@ -50,7 +52,7 @@ def main() -> None:
     add("--accepted", type=Path, required=True, help="a stage-1 accepted.jsonl")
     add("--train", type=int, default=150, help="the compile's training sample (for the demos)")
     add("--demos", choices=("reference", "givens"), default="reference")
-    add("--shots", type=int, default=3, help="the first N accepted plans (as `_few_shot`)")
+    add("--shots", type=int, default=3, help="the first N accepted plans")
     add("--limit", type=int, default=30, help="dev problems (seeded sample, seed 0)")
     add("--mask-unstated", action="store_true")
     add("--core-instruction", choices=("follow", "verify"), default="follow")
@@ -62,19 +64,18 @@ def main() -> None:
     dev = select_examples(task, "dev", args.limit, 0)
     train = {str(e.id): e for e in select_examples(task, "train", args.train, 0)}
     plan_type = task.strategy_type
-    accepted = [json.loads(line) for line in args.accepted.read_text().splitlines()]
-    guide = Guide(plan_type, args.guide, max_tokens=task.guide_max_tokens)
-    guide.predict.demos = [
-        dspy.Example(**dict(train[a["example_id"]].inputs()), strategy=demo_plan(
-            plan_type, train[a["example_id"]], a["strategy"], args.demos))
-        for a in accepted[: args.shots]
-    ]  # fmt: skip
+    accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
+    if args.demos == "givens":  # the same problems' plans, without the unstated values
+        for attempt in accepted[: args.shots]:
+            plan = plan_type.from_reference(train[attempt.example_id], givens_only=True)
+            attempt.strategy = plan.model_dump()
+    base = Guide(plan_type, args.guide, max_tokens=task.guide_max_tokens)
+    guide = _few_shot(base, list(train.values()), accepted, shots=args.shots)  # ExecTune's AS
     core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
-    if args.core_instruction == "verify":
+    if args.core_instruction == "verify":  # changes the guided prompt only, not the core alone's
         core.guided.signature = core.guided.signature.with_instructions(
             f"{task.signature.instructions.strip()}\n{VERIFY}"
         )
-    alone_core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
 
     def solve(example: dspy.Example) -> dict[str, Any]:
         plan = guide(**dict(example.inputs()))
@@ -82,7 +83,7 @@ def main() -> None:
         if text and args.mask_unstated:
             text = plan_type(steps=[hide_unstated_numbers(s, example.question)
                                     for s in plan.strategy.steps]).render()  # fmt: skip
-        alone = task.metric(example, alone_core(**dict(example.inputs())))
+        alone = task.metric(example, core(**dict(example.inputs())))
         guided = task.metric(example, core(**dict(example.inputs()), strategy=text))
         row = {"question": example.question, "gold": example.answer, "plan": text,
                "verdict": str(plan.validity.verdict), "alone": alone, "guided": guided}  # fmt: skip
@@ -106,12 +107,6 @@ def main() -> None:
     print(json.dumps(result), flush=True)
     if args.out:
         write_json(args.out, {"summary": result, "problems": rows})
-
-
-def demo_plan(plan_type, example: dspy.Example, accepted: dict, demos: str):
-    if demos == "givens":
-        return plan_type.from_reference(example, givens_only=True)
-    return plan_type.parse(accepted)
 
 
 def paired(alone: list[float], guided: list[float]) -> dict[str, Any]:
