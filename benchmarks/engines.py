@@ -3,13 +3,15 @@
 Every engine is measured through the real path (`litellm.completion` -> `local/` ->
 the engine's batching worker) at 1 and 32 concurrent requests, each asking for `--tokens`
 new tokens at temperature 0.8 with no seed (a seeded ct2 request is decoded on its own
-replica; see gcop/local/ct2.py). llama.cpp (llama-cpp-python, when installed) is the
-single-stream reference, on the model's GGUF file. The last line is
+replica; see gcop/local/ct2.py). llama.cpp is the single-stream reference, on the model's
+GGUF file, through llama-cpp-python or xllamacpp (`pip install 'exectune[bench]'`: prebuilt CPU
+wheels of llama.cpp's server; it also gives llama.cpp's own continuous batching at each
+level, for comparison). The last line is
 
     aggregate/llama.cpp-single = R
 
 R: tokens/s of the fastest engine at 32 concurrent requests over llama.cpp's single stream
-(over the torch loop's single stream when llama-cpp-python is absent; the line says so).
+(over the torch loop's single stream when llama.cpp is absent; the line says so).
 
     python benchmarks/engines.py --quick                       # SmolLM2-135M, 1 and 32
     python benchmarks/engines.py --model qwen2.5-coder-0.5b-instruct --agreement 20
@@ -36,7 +38,7 @@ from gcop.local.registry import models_dir  # noqa: E402
 
 
 def one(model: str, i: int, tokens: int, temperature: float = 0.8) -> int:
-    messages = [{"role": "user", "content": f"Write a story about the number {i}."}]
+    messages = stories(1, start=i)[0]
     response = litellm.completion(model=model, messages=messages, max_tokens=tokens,
                                   temperature=temperature)  # fmt: skip
     return response.usage.completion_tokens
@@ -50,21 +52,61 @@ def throughput(model: str, concurrency: int, tokens: int, rounds: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-def llama_cpp_single(name: str, tokens: int, rounds: int) -> float | None:
-    """llama.cpp's single-stream tokens/s on the GGUF file, or None when not installed."""
+LLAMA_CPP_PACKAGES = ("llama-cpp-python", "xllamacpp")
+"""Either binding serves as the llama.cpp reference: llama-cpp-python needs a source build
+here (no CPU wheel on PyPI); xllamacpp ships prebuilt CPU wheels of llama.cpp's server."""
+
+
+def stories(count: int, start: int = 0) -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": f"Write a story about the number {i}."}]
+            for i in range(start, start + count)]  # fmt: skip
+
+
+def llama_cpp_rates(name: str, tokens: int, levels: list[int], threads: int) -> dict | None:
+    """llama.cpp's tokens/s on the model's GGUF file at each level of concurrency (1: the
+    single-stream reference), or None when neither binding is installed. With xllamacpp,
+    the levels above 1 go through llama.cpp's own server with as many parallel slots
+    (its continuous batching); llama-cpp-python has no batching, so it gives level 1 only."""
+    path = models_dir() / f"{name}.gguf"
     try:
         from llama_cpp import Llama
     except ImportError:
+        Llama = None
+    if Llama is not None:
+        llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, verbose=False)
+        llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=8)  # warm
+        total, started = 0, time.perf_counter()
+        for messages in stories(2):
+            reply = llm.create_chat_completion(messages, max_tokens=tokens, temperature=0.8)
+            total += reply["usage"]["completion_tokens"]
+        return {"binding": "llama-cpp-python", 1: total / (time.perf_counter() - started)}
+    try:
+        import xllamacpp
+    except ImportError:
         return None
-    llm = Llama(model_path=str(models_dir() / f"{name}.gguf"), n_ctx=1024,
-                n_threads=os.cpu_count(), verbose=False)  # fmt: skip
-    llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=8)  # warm up
-    total, started = 0, time.perf_counter()
-    for i in range(rounds):
-        messages = [{"role": "user", "content": f"Write a story about the number {i}."}]
-        reply = llm.create_chat_completion(messages, max_tokens=tokens, temperature=0.8)
-        total += reply["usage"]["completion_tokens"]
-    return total / (time.perf_counter() - started)
+    top = max(levels)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = top
+    params.n_ctx = top * (tokens + 64)  # the context is shared by the slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.verbosity = -1
+    server = xllamacpp.Server(params)
+
+    def complete(messages) -> int:
+        body = {"messages": messages, "max_tokens": tokens, "temperature": 0.8,
+                "ignore_eos": False}  # fmt: skip
+        return server.handle_chat_completions(body)["usage"]["completion_tokens"]
+
+    complete([{"role": "user", "content": "Hi"}])  # warm up
+    rates: dict = {"binding": f"xllamacpp {getattr(xllamacpp, '__version__', '')}".strip()}
+    for level in levels:
+        rounds = 2 if level == 1 else 1
+        started = time.perf_counter()
+        with ThreadPoolExecutor(level) as pool:
+            total = sum(pool.map(complete, stories(level * rounds)))
+        rates[level] = total / (time.perf_counter() - started)
+    return rates
 
 
 def engines() -> list[str]:
@@ -171,6 +213,10 @@ def main() -> None:
     parser.add_argument("--agreement", type=int, default=0, help="GSM8K dev questions")
     parser.add_argument("--thread-sweep", action="store_true")
     parser.add_argument(
+        "--llama-threads", type=int, default=0,
+        help="llama.cpp threads (0: the same as CTranslate2's, GCOP_CT2_THREADS)",
+    )  # fmt: skip
+    parser.add_argument(
         "--torch-threads",
         type=int,
         default=0,
@@ -197,24 +243,32 @@ def main() -> None:
     if args.agreement:
         agreement(name, args.agreement, tokens=256)
         return
-    reference = llama_cpp_single(name, args.tokens, rounds=2)
+    llama = llama_cpp_rates(name, args.tokens, levels, args.llama_threads or default_threads())
     rates = run_throughput(name, levels, args.tokens)
     print("\n| engine | concurrent requests | tokens/s | x torch loop, same level |")
     print("|---|---:|---:|---:|")
-    if reference is not None:
-        print(f"| llama.cpp (llama-cpp-python) | 1 | {reference:.1f} | |")
+    if llama is None:
+        print(f"| llama.cpp | 1 | not measured: install {' or '.join(LLAMA_CPP_PACKAGES)} | |")
     else:
-        print("| llama.cpp | 1 | not measured: llama-cpp-python is not installed | |")
+        for level in levels:
+            if level in llama:
+                print(
+                    f"| llama.cpp ({llama['binding']}, its server, not `local/`) | {level} | "
+                    f"{llama[level]:.1f} | {llama[level] / rates['torch', level]:.2f} |"
+                )
     for (engine, level), rate in rates.items():
         print(f"| {engine} | {level} | {rate:.1f} | {rate / rates['torch', level]:.2f} |")
     top = max(levels)
     best_engine, best = max(((e, r) for (e, lv), r in rates.items() if lv == top),
                             key=lambda item: item[1])  # fmt: skip
-    if reference is not None:
-        print(f"aggregate/llama.cpp-single = {best / reference:.2f}")
+    if llama is not None:
+        print(
+            f"aggregate/llama.cpp-single = {best / llama[1]:.2f} ({best_engine} at {top} "
+            f"through local/ over {llama['binding']} single stream)"
+        )
     else:
         single = rates["torch", min(levels)]
-        print(f"aggregate/llama.cpp-single = {best / single:.2f} (llama-cpp-python absent: "
+        print(f"aggregate/llama.cpp-single = {best / single:.2f} (llama.cpp absent: "
               f"{best_engine} at {top} over the torch loop's single stream)")  # fmt: skip
 
 

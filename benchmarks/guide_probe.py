@@ -30,7 +30,7 @@ import dspy  # noqa: E402
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.metrics import wilson  # noqa: E402
-from gcop.optimizers.exectune import _few_shot  # noqa: E402
+from gcop.optimizers.exectune import _few_shot, demo_block  # noqa: E402
 from gcop.optimizers.sampling import Attempt  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
@@ -52,7 +52,8 @@ def main() -> None:
     add("--accepted", type=Path, required=True, help="a stage-1 accepted.jsonl")
     add("--train", type=int, default=150, help="the compile's training sample (for the demos)")
     add("--demos", choices=("reference", "givens"), default="reference")
-    add("--shots", type=int, default=3, help="the first N accepted plans")
+    add("--shots", type=int, default=3, help="accepted plans shown as demos")
+    add("--seed", type=int, default=0, help="which block of --shots accepted plans (0: first)")
     add("--limit", type=int, default=30, help="dev problems (seeded sample, seed 0)")
     add("--mask-unstated", action="store_true")
     add("--core-instruction", choices=("follow", "verify"), default="follow")
@@ -66,11 +67,11 @@ def main() -> None:
     plan_type = task.strategy_type
     accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
     if args.demos == "givens":  # the same problems' plans, without the unstated values
-        for attempt in accepted[: args.shots]:
+        for attempt in demo_block(accepted, args.shots, args.seed):
             plan = plan_type.from_reference(train[attempt.example_id], givens_only=True)
             attempt.strategy = plan.model_dump()
     base = Guide(plan_type, args.guide, max_tokens=task.guide_max_tokens)
-    guide = _few_shot(base, list(train.values()), accepted, shots=args.shots)  # ExecTune's AS
+    guide = _few_shot(base, list(train.values()), accepted, args.shots, args.seed)  # the AS stage
     core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
     if args.core_instruction == "verify":  # changes the guided prompt only, not the core alone's
         core.guided.signature = core.guided.signature.with_instructions(
@@ -96,6 +97,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
         rows = list(pool.map(solve, dev))
     result = {"guide": args.guide, "core": args.core, "demos": args.demos, "shots": args.shots,
+              "seed": args.seed,
               "mask_unstated": args.mask_unstated, "core_instruction": args.core_instruction,
               "n": len(rows), "usable_plans": sum(r["plan"] is not None for r in rows),
               "verdicts": dict(Counter(r["verdict"] for r in rows))}  # fmt: skip

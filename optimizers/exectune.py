@@ -169,7 +169,7 @@ class ExecTune(GcopOptimizer):
         if "sample" in self.config.stages or "sft" in self.config.stages:
             with self._timed("sample"):
                 accepted = self.sample(program, trainset, metric)
-            few_shot = _few_shot(program.guide, trainset, accepted)  # none accepted: no demos
+            few_shot = _few_shot(program.guide, trainset, accepted, seed=self.config.seed)
             few_shot_program = program.with_guide(few_shot)
             self._evaluate("sample", few_shot_program, valset, metric)
             if "sft" in self.config.stages:
@@ -382,13 +382,28 @@ class ExecTune(GcopOptimizer):
         write_json(self.output_dir / name, portable(data, self.output_dir))
 
 
-def _few_shot(guide: Guide, trainset, accepted: list[Attempt], shots: int = 3) -> Guide:
-    """The untrained guide with accepted teacher strategies as demonstrations."""
+def demo_block(accepted: list[Attempt], shots: int, seed: int) -> list[Attempt]:
+    """The `seed`-th block of `shots` accepted strategies, in training-set order.
+
+    Seeds take disjoint blocks (wrapping round a short list), so a seed ablation of the AS
+    stage compares independent demonstration sets, and seed 0 is the first `shots`.
+    """
+    if not accepted:
+        return []
+    start = (seed * shots) % len(accepted)
+    return (accepted[start:] + accepted[:start])[: min(shots, len(accepted))]
+
+
+def _few_shot(
+    guide: Guide, trainset, accepted: list[Attempt], shots: int = 3, seed: int = 0
+) -> Guide:
+    """The untrained guide with a seed's block of accepted strategies as demonstrations
+    (none accepted: no demos)."""
     by_id = {str(e.get("id", i)): e for i, e in enumerate(trainset)}
     demos = [
         dspy.Example(**dict(by_id[a.example_id].inputs()),
                      strategy=guide.strategy_type.parse(a.strategy))
-        for a in accepted[:shots]
+        for a in demo_block(accepted, shots, seed)
     ]  # fmt: skip
     few_shot = Guide(guide.strategy_type, guide.lm, adapter=guide.adapter_name)
     few_shot.predict.demos = demos

@@ -10,9 +10,9 @@ import dspy
 import pytest
 
 from gcop.errors import GcopError
-from gcop.optimizers.exectune import ExecTune, OutputDirConflictError
+from gcop.optimizers.exectune import ExecTune, OutputDirConflictError, _few_shot, demo_block
 from gcop.optimizers.rl import RLStageConfig
-from gcop.optimizers.sampling import SamplingConfig
+from gcop.optimizers.sampling import Attempt, SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
 from gcop.program import Core, GCoP, Guide
 from gcop.programs.math import MathPlan, gsm8k_metric
@@ -32,6 +32,25 @@ def optimizer(api, output_dir: Path, **kwargs) -> ExecTune:
 
 def program(api, tiny_model: str) -> GCoP:
     return GCoP(Guide(MathPlan, f"local/{tiny_model}", max_tokens=16), Core(lm(api)))
+
+
+def test_as_stage_seeds_draw_disjoint_demo_blocks() -> None:
+    trainset = examples(7)
+    accepted = [Attempt(example_id=str(e.id), sample=0, verdict="ok", accepted=True,
+                        strategy={"steps": [f"Add the numbers of problem {e.id}."]})
+                for e in trainset]  # fmt: skip
+    blocks = [[a.example_id for a in demo_block(accepted, 3, seed)] for seed in range(3)]
+    assert blocks[0] == [a.example_id for a in accepted[:3]]  # seed 0: the first three
+    assert not set(blocks[0]) & set(blocks[1])  # seeds 0 and 1 share no demo
+    assert blocks[2] == [accepted[6].example_id, *blocks[0][:2]]  # wraps round a short list
+    assert demo_block([], 3, 1) == [] and len(demo_block(accepted[:2], 3, 5)) == 2
+
+    guide = _few_shot(Guide(MathPlan, "openai/unused"), trainset, accepted, shots=3, seed=1)
+    shown = [demo.question for demo in guide.predict.demos]
+    assert shown == [e.question for e in trainset[3:6]]
+    assert guide.predict.demos[0].strategy.steps == [
+        f"Add the numbers of problem {trainset[3].id}."
+    ]
 
 
 def test_three_stage_compile_is_complete_cached_and_resumable(
