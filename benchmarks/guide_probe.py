@@ -10,6 +10,9 @@ question does not state hidden; `--mask-unstated` hides those values in the guid
 plans before the core reads them (does the core do better computing them itself?);
 `--core-instruction verify` tells the core the plan may be wrong and to work out every
 number itself, and also runs the reference plans (the ceiling) under that instruction.
+`--split test --limit 300` reruns the headline's AS stage on its test problems (every
+call from the cache when the headline ran) and splits the comparison by whether the plan
+the core read states the gold answer (deployment has no gold answer to reject it with).
 Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
 """
 
@@ -54,7 +57,8 @@ def main() -> None:
     add("--demos", choices=("reference", "givens"), default="reference")
     add("--shots", type=int, default=3, help="accepted plans shown as demos")
     add("--seed", type=int, default=0, help="which block of --shots accepted plans (0: first)")
-    add("--limit", type=int, default=30, help="dev problems (seeded sample, seed 0)")
+    add("--split", choices=("dev", "test"), default="dev")
+    add("--limit", type=int, default=30, help="problems of --split (seeded sample, seed 0)")
     add("--mask-unstated", action="store_true")
     add("--core-instruction", choices=("follow", "verify"), default="follow")
     add("--threads", type=int, default=32)
@@ -62,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = get_task(args.task)
-    dev = select_examples(task, "dev", args.limit, 0)
+    dev = select_examples(task, args.split, args.limit, 0)
     train = {str(e.id): e for e in select_examples(task, "train", args.train, 0)}
     plan_type = task.strategy_type
     accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
@@ -80,14 +84,17 @@ def main() -> None:
 
     def solve(example: dspy.Example) -> dict[str, Any]:
         plan = guide(**dict(example.inputs()))
-        text = plan.strategy.render() if plan.validity.ok else None
-        if text and args.mask_unstated:
-            text = plan_type(steps=[hide_unstated_numbers(s, example.question)
-                                    for s in plan.strategy.steps]).render()  # fmt: skip
+        shown = plan.strategy if plan.validity.ok else None  # what the core reads
+        if shown is not None and args.mask_unstated:
+            shown = plan_type(steps=[hide_unstated_numbers(s, example.question)
+                                     for s in shown.steps])  # fmt: skip
+        text = shown.render() if shown is not None else None
         alone = task.metric(example, core(**dict(example.inputs())))
         guided = task.metric(example, core(**dict(example.inputs()), strategy=text))
+        leaks = shown is not None and shown.leaks(example) is not None  # states the answer
         row = {"question": example.question, "gold": example.answer, "plan": text,
-               "verdict": str(plan.validity.verdict), "alone": alone, "guided": guided}  # fmt: skip
+               "verdict": str(plan.validity.verdict), "leaks": leaks, "alone": alone,
+               "guided": guided}  # fmt: skip
         if args.core_instruction == "verify":
             reference = plan_type.from_reference(example)
             ref_text = reference.render() if reference and reference.check(example).ok else None
@@ -97,13 +104,20 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
         rows = list(pool.map(solve, dev))
     result = {"guide": args.guide, "core": args.core, "demos": args.demos, "shots": args.shots,
-              "seed": args.seed,
+              "seed": args.seed, "split": args.split,
               "mask_unstated": args.mask_unstated, "core_instruction": args.core_instruction,
               "n": len(rows), "usable_plans": sum(r["plan"] is not None for r in rows),
               "verdicts": dict(Counter(r["verdict"] for r in rows))}  # fmt: skip
     alone = [r["alone"] for r in rows]
     result["alone"] = paired(alone, alone)["correct"]
     result["guided"] = paired(alone, [r["guided"] for r in rows])
+    # Deployment has no gold answer, so a plan that states it reaches the core: how much of
+    # the difference comes from such plans (the guide solving the problem) and how much
+    # from plans that only lay out the steps?
+    for label, leaks in (("leaking_plans", True), ("leak_free_plans", False)):
+        part = [r for r in rows if r["leaks"] is leaks]
+        result[label] = {"n": len(part), **paired([r["alone"] for r in part],
+                                                  [r["guided"] for r in part])}  # fmt: skip
     if args.core_instruction == "verify":
         result["ceiling"] = paired(alone, [r["ceiling"] for r in rows])
     print(json.dumps(result), flush=True)

@@ -79,7 +79,32 @@ def row(report: Report) -> dict[str, Any]:
         "n": report.n,
         "failed_calls": report.failed_calls,
         "scores": scores,
+        "verdicts": {
+            o.example_id: o.verdict
+            for o in report.outcomes
+            if o.sample == 0 and o.verdict is not None
+        },
     }
+
+
+def by_plan_answer(alone: dict[str, Any], guided: dict[str, Any], ids: list[str]) -> dict:
+    """`guided` vs `alone` apart on the problems whose plan states the gold answer (the
+    evaluation's leak verdict) and on the rest. Deployment cannot reject such a plan (it
+    has no gold answer), so the core reads it: a gain found only there is the guide solving
+    the problem, not a plan the core executes better."""
+    parts = {"plan_states_answer": [], "plan_does_not": []}
+    for i in ids:
+        leaks = guided.get("verdicts", {}).get(i) == "leak"
+        parts["plan_states_answer" if leaks else "plan_does_not"].append(i)
+    out = {}
+    for name, part in parts.items():
+        old = [alone["scores"].get(i, 0.0) for i in part]
+        new = [guided["scores"].get(i, 0.0) for i in part]
+        gained, lost = discordant(old, new)
+        out[name] = {"n": len(part), "correct_alone": sum(x > 0 for x in old),
+                     "correct_guided": sum(x > 0 for x in new), "gained": gained,
+                     "lost": lost, "p_value": mcnemar_exact(gained, lost)}  # fmt: skip
+    return out
 
 
 def compare(old: list[dict], new: list[dict], ids: list[str]) -> dict[str, Any]:
@@ -217,6 +242,9 @@ def main() -> None:
                 for a, b in zip(ladder, ladder[1:], strict=False)
                 if a in systems and b in systems}  # fmt: skip
     guided = systems["ExecTune"]
+    answer_split = {name: [by_plan_answer(alone[0], r, ids) for r in rows]
+                    for name, rows in systems.items()
+                    if any(r.get("verdicts") for r in rows)}  # fmt: skip
     results = {
         "task": args.task, "split": "test", "n": len(test), "core": args.core,
         "guide": args.guide, "teacher": teachers, "train": len(train), "dev": len(dev),
@@ -235,6 +263,7 @@ def main() -> None:
                     for name, rows in systems.items()},
         "vs_core_alone": comparisons,
         "adjacent_stages": adjacent,
+        "gain_by_plan_answer": answer_split,
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
         "program": str(args.program_out),
         "engines": loaded_engines(),
@@ -264,6 +293,11 @@ def table(results: dict[str, Any]) -> str:
         diff = (f"{versus['bootstrap']['difference']:+.3f}, p={versus['bootstrap']['p_value']:.3f}"
                 if versus else "")  # fmt: skip
         lines.append(f"{name:28} {acc['mean']:>13.3f} ({acc['std']:.3f}) {diff:>20}")
+    for seed, split in zip(results["seeds"], results["gain_by_plan_answer"].get("ExecTune", []),
+                           strict=False):  # fmt: skip
+        lines.append(f"ExecTune seed {seed} vs core alone, gained/lost: " + "; ".join(
+            f"{name.replace('_', ' ')} (n={part['n']}) {part['gained']}/{part['lost']} "
+            f"p={part['p_value']:.3g}" for name, part in split.items()))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -79,6 +79,8 @@ def test_headline_results_file(api, tiny_model: str, fresh_cache, tmp_path, monk
         gained = sum(1 for k in alone if alone[k] == 0 and scores[k] > 0)
         assert (mcnemar["gained"], mcnemar["lost"]) == (
             gained, sum(1 for k in alone if alone[k] > 0 and scores[k] == 0))  # fmt: skip
+    split = data["gain_by_plan_answer"]["ExecTune"][0]
+    assert split["plan_states_answer"]["n"] + split["plan_does_not"]["n"] == 6
     assert data["cost_guided"] > data["cost_core_alone"] > 0  # guided pays the guide too
     assert results.with_suffix(".png").stat().st_size > 0
     assert "--systems ceiling,AS+SFT" in data["command"]
@@ -100,3 +102,30 @@ def test_unknown_system_is_named(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit):
         run_headline(["--task", NAME, "--stages", "sample,magic"], monkeypatch)
     assert "--stages: choose some of sample, sft, rl" in capsys.readouterr().err
+
+
+def test_gain_split_by_whether_the_plan_states_the_answer() -> None:
+    by_plan_answer = runpy.run_path(str(HEADLINE))["by_plan_answer"]
+    ids = ["a", "b", "c", "d", "e"]
+    alone = {"scores": {"a": 0.0, "b": 0.0, "c": 1.0, "d": 0.0, "e": 1.0}}
+    guided = {
+        "scores": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 0.0},
+        "verdicts": {"a": "leak", "b": "leak", "c": "leak", "d": "valid", "e": "valid"},
+    }
+    split = by_plan_answer(alone, guided, ids)
+    assert split["plan_states_answer"] == {
+        "n": 3,
+        "correct_alone": 1,
+        "correct_guided": 3,
+        "gained": 2,
+        "lost": 0,
+        "p_value": 0.5,
+    }
+    assert split["plan_does_not"] == {
+        "n": 2,
+        "correct_alone": 1,
+        "correct_guided": 1,
+        "gained": 1,
+        "lost": 1,
+        "p_value": 1.0,
+    }
