@@ -10,9 +10,12 @@ question does not state hidden; `--mask-unstated` hides those values in the guid
 plans before the core reads them (does the core do better computing them itself?);
 `--core-instruction verify` tells the core the plan may be wrong and to work out every
 number itself, and also runs the reference plans (the ceiling) under that instruction.
-`--split test --limit 300` reruns the headline's AS stage on its test problems (every
-call from the cache when the headline ran) and splits the comparison by whether the plan
-the core read states the gold answer (deployment has no gold answer to reject it with).
+`--core-demos` also runs the core alone with the guide's demo problems as worked solutions
+(the reference solution, question -> working -> answer): is the guide's gain only the
+demos it was shown? `--split test --limit 300` reruns the headline's AS stage on its test
+problems (every call from the cache when the headline ran) and splits the comparison by
+whether the plan the core read states the gold answer (deployment has no gold answer to
+reject it with).
 Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
 """
 
@@ -37,7 +40,7 @@ from gcop.optimizers.exectune import _few_shot, demo_block  # noqa: E402
 from gcop.optimizers.sampling import Attempt  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
-from gcop.programs.math import hide_unstated_numbers  # noqa: E402
+from gcop.programs.math import hide_unstated_numbers, worked_solution  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact  # noqa: E402
 
 VERIFY = (
@@ -61,6 +64,11 @@ def main() -> None:
     add("--limit", type=int, default=30, help="problems of --split (seeded sample, seed 0)")
     add("--mask-unstated", action="store_true")
     add("--core-instruction", choices=("follow", "verify"), default="follow")
+    add(
+        "--core-demos",
+        action="store_true",
+        help="also the core alone shown the guide's demo problems as worked solutions",
+    )
     add("--threads", type=int, default=32)
     add("--out", type=Path)
     args = parser.parse_args()
@@ -82,6 +90,16 @@ def main() -> None:
             f"{task.signature.instructions.strip()}\n{VERIFY}"
         )
 
+    core_with_demos = None
+    if args.core_demos:  # the same training problems, as worked solutions for the core
+        core_with_demos = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
+        core_with_demos.alone.demos = [
+            dspy.Example(question=train[a.example_id].question,
+                         reasoning=worked_solution(train[a.example_id]),
+                         answer=train[a.example_id].answer)
+            for a in demo_block(accepted, args.shots, args.seed)
+        ]  # fmt: skip
+
     def solve(example: dspy.Example) -> dict[str, Any]:
         plan = guide(**dict(example.inputs()))
         shown = plan.strategy if plan.validity.ok else None  # what the core reads
@@ -95,6 +113,10 @@ def main() -> None:
         row = {"question": example.question, "gold": example.answer, "plan": text,
                "verdict": str(plan.validity.verdict), "leaks": leaks, "alone": alone,
                "guided": guided}  # fmt: skip
+        if core_with_demos is not None:
+            row["alone_with_demos"] = task.metric(
+                example, core_with_demos(**dict(example.inputs()))
+            )
         if args.core_instruction == "verify":
             reference = plan_type.from_reference(example)
             ref_text = reference.render() if reference and reference.check(example).ok else None
@@ -120,6 +142,10 @@ def main() -> None:
                                                   [r["guided"] for r in part])}  # fmt: skip
     if args.core_instruction == "verify":
         result["ceiling"] = paired(alone, [r["ceiling"] for r in rows])
+    if core_with_demos is not None:  # is the guide's gain the demos it was shown?
+        with_demos = [r["alone_with_demos"] for r in rows]
+        result["alone_with_demos"] = paired(alone, with_demos)
+        result["guided_vs_alone_with_demos"] = paired(with_demos, [r["guided"] for r in rows])
     print(json.dumps(result), flush=True)
     if args.out:
         write_json(args.out, {"summary": result, "problems": rows})

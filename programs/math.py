@@ -102,6 +102,13 @@ RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")
 """A GSM8K result: `= <<expr=value>>value`, or a bare `<<...>>` annotation."""
 
 
+def worked_solution(example: dspy.Example) -> str:
+    """The reference solution as a person writes it out, for a few-shot demo of the core:
+    GSM8K's calculator annotations (`<<48/2=24>>`) and its `#### answer` line removed."""
+    body = str(example.get("solution") or "").split("####", 1)[0]
+    return re.sub(r"<<[^>]*>>", "", body).strip()
+
+
 def hide_unstated_numbers(step: str, question: str) -> str:
     """`step` with every number `question` does not state replaced by "that amount"."""
     givens = {normalize_number(n) for n in NUMBER.findall(question)}

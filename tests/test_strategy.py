@@ -13,6 +13,7 @@ from gcop.programs.math import (
     extract_answer,
     gsm8k_metric,
     normalize_number,
+    worked_solution,
 )
 from gcop.strategy import Verdict
 
@@ -129,3 +130,8 @@ def test_reference_plan_of_a_gsm8k_solution() -> None:
         "Natalia sold 48/that amount clips in May.",
         "Natalia sold 48+that amount clips altogether in April and May.",
     ]
+    # the core's few-shot demo keeps the results, without GSM8K's annotations
+    assert worked_solution(example) == (
+        "Natalia sold 48/2 = 24 clips in May.\n"
+        "Natalia sold 48+24 = 72 clips altogether in April and May."
+    )
