@@ -154,8 +154,9 @@ def main() -> None:
 def paired(alone: list[float], guided: list[float]) -> dict[str, Any]:
     correct = sum(s > 0 for s in guided)
     gained, lost = discordant(alone, guided)
-    return {"correct": correct, "ci": vars(wilson(correct, len(guided))), "gained": gained,
-            "lost": lost, "mcnemar_p": mcnemar_exact(gained, lost)}  # fmt: skip
+    interval = vars(wilson(correct, len(guided))) if guided else None  # no NaN in the JSON
+    return {"correct": correct, "ci": interval, "gained": gained, "lost": lost,
+            "mcnemar_p": mcnemar_exact(gained, lost)}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def save_program(program: GCoP, directory: Path) -> Path:
         "guide": guide,
         "core": _lm_settings(program.core.lm),
         "on_invalid": program.on_invalid,
+        "hide_computed_values": program.hide_computed_values,
         "prompt_formats": {"guide": program.guide.adapter_name, "core": program.core.adapter_name},
         "guide_demos": [_demo_state(demo) for demo in program.guide.predict.demos],
     }
@@ -87,6 +88,7 @@ def load_program(directory: Path) -> GCoP:
         loaded_guide,
         Core(GcopLM(**state["core"]), adapter=formats["core"]),
         on_invalid=state["on_invalid"],
+        hide_computed_values=state.get("hide_computed_values", False),
     )
 
 

@@ -152,6 +152,13 @@ class Strategy(BaseModel):
         """Return a reason if this strategy gives away `example`'s answer, else None."""
         return None
 
+    def without_computed_values(self, inputs: dict[str, Any]) -> Strategy:
+        """This strategy with every value its writer computed hidden (what `inputs` do not
+        state), so that it can say what to compute but never a result, the answer
+        included; deployment has no gold answer to run `leaks` against, this needs none.
+        The base type cannot tell values apart and returns the strategy unchanged."""
+        return self
+
     def check(self, example: dspy.Example | None = None) -> Validity:
         """Constraints, budget and (when the example is known) the leak check, in that order."""
         if problems := self.violations():

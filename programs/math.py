@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dspy
 from pydantic import Field
@@ -63,6 +63,11 @@ class MathPlan(Strategy):
         if gold in numbers and gold not in question_numbers:
             return f"the plan contains the answer {gold}, which the question does not"
         return None
+
+    def without_computed_values(self, inputs: dict[str, Any]) -> MathPlan:
+        """Every number the question does not state becomes "that amount"."""
+        question = str(inputs.get("question", ""))
+        return type(self)(steps=[hide_unstated_numbers(step, question) for step in self.steps])
 
     @classmethod
     def from_reference(cls, example: dspy.Example, *, givens_only: bool = False) -> MathPlan | None:

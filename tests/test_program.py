@@ -154,3 +154,20 @@ def test_saved_program_keeps_the_guides_demos(api, tmp_path) -> None:
     assert loaded.guide.format_prompt(question="q") == saved.guide.format_prompt(question="q")
     assert "Multiply 2 by 3." in str(loaded.guide.format_prompt(question="q"))
     assert loaded.guide.predict.demos[0].strategy == MathPlan(steps=["Multiply 2 by 3."])
+
+
+def test_hiding_computed_values_keeps_the_answer_from_the_core(api, fresh_cache, tmp_path) -> None:
+    """Deployment has no gold answer to reject a leaking plan with; hiding every value the
+    question does not state means the core never reads one, the answer included."""
+    api.model.plan = "leaky"  # "Add the numbers." / "The sum is <answer>."
+    strict = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)), hide_computed_values=True)
+    prediction = strict(question="What is 2 plus 5?")
+    assert prediction.strategy_text == "1. Add the numbers.\n2. The sum is that amount."
+    assert "The sum is that amount." in api.model.bodies[-1]["messages"][-1]["content"]
+    report = evaluate(strict, examples(3), gsm8k_metric, num_threads=3)
+    assert {o.verdict for o in report.outcomes} == {Verdict.VALID}  # what the core read
+    assert report.accuracy.estimate == 1.0
+    leaky = evaluate(program(api), examples(3), gsm8k_metric, num_threads=3)
+    assert {o.verdict for o in leaky.outcomes} == {Verdict.LEAK}  # the default shows it all
+    loaded = GCoP.load(strict.save(tmp_path / "strict"))
+    assert loaded.hide_computed_values and loaded.with_guide(loaded.guide).hide_computed_values
