@@ -94,8 +94,7 @@ def llama_cpp_rates(name: str, tokens: int, levels: list[int], threads: int) -> 
     server = xllamacpp.Server(params)
 
     def complete(messages) -> int:
-        body = {"messages": messages, "max_tokens": tokens, "temperature": 0.8,
-                "ignore_eos": False}  # fmt: skip
+        body = {"messages": messages, "max_tokens": tokens, "temperature": 0.8}
         return server.handle_chat_completions(body)["usage"]["completion_tokens"]
 
     complete([{"role": "user", "content": "Hi"}])  # warm up

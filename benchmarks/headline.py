@@ -90,8 +90,9 @@ def row(report: Report) -> dict[str, Any]:
 def by_plan_answer(alone: dict[str, Any], guided: dict[str, Any], ids: list[str]) -> dict:
     """`guided` vs `alone` apart on the problems whose plan states the gold answer (the
     evaluation's leak verdict) and on the rest. Deployment cannot reject such a plan (it
-    has no gold answer), so the core reads it: a gain found only there is the guide solving
-    the problem, not a plan the core executes better."""
+    has no gold answer), so the core reads it. The split follows the guide's own success,
+    so it describes where the gain falls, not what causes it; the controlled test is to
+    hide the guide's computed values (`GCoP(hide_computed_values=True)`)."""
     parts = {"plan_states_answer": [], "plan_does_not": []}
     for i in ids:
         leaks = guided.get("verdicts", {}).get(i) == "leak"
