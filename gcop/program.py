@@ -237,7 +237,7 @@ class GCoP(dspy.Module):
         computed (`Strategy.without_computed_values`): what to compute, never a result, so
         never the answer. A guide as strong as its core computes as it plans; on GSM8K test
         (docs/benchmarks.md, issue 12, fourth session) hiding its values kept +9 of its +11
-        points over the core alone."""
+        points over the zero-shot core alone (neither beat the core shown the guide's demos)."""
         super().__init__()
         if on_invalid not in ("core_alone", "skip"):
             raise ValueError(f"on_invalid={on_invalid!r}: use 'core_alone' or 'skip'")
