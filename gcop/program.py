@@ -266,11 +266,14 @@ class GCoP(dspy.Module):
 
         return load_program(Path(directory))
 
+    def shown_to_core(self, strategy: Strategy, inputs: dict[str, Any]) -> Strategy:
+        """The strategy as this program's core reads it: the one place that decides, for
+        inference, stage-1 acceptance and the RL reward alike."""
+        return strategy.without_computed_values(inputs) if self.hide_computed_values else strategy
+
     def forward(self, *, guide_config: dict[str, Any] | None = None, **inputs: Any):
         plan = self.guide(**inputs, config=guide_config)
-        shown = plan.strategy if plan.validity.ok else None  # what the core reads
-        if shown is not None and self.hide_computed_values:
-            shown = shown.without_computed_values(inputs)
+        shown = self.shown_to_core(plan.strategy, inputs) if plan.validity.ok else None
         text = shown.render() if shown is not None else None
         if text is None and self.on_invalid == "skip":
             empty = dict.fromkeys(self.core.task.output_fields)

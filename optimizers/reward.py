@@ -173,7 +173,9 @@ class ExecutabilityReward:
             return RewardParts(leak=1.0, cost=guide_cost / base)
         if not validity.ok:
             return RewardParts(valid=FORMAT_CREDIT[validity.verdict], cost=guide_cost / base)
-        outcome = self.program.core(**dict(example.inputs()), strategy=strategy.render())
+        inputs = dict(example.inputs())
+        shown = self.program.shown_to_core(strategy, inputs)
+        outcome = self.program.core(**inputs, strategy=shown.render())
         succeeded = self.metric(example, outcome) > 0
         return RewardParts(
             valid=FORMAT_CREDIT[validity.verdict],
@@ -194,7 +196,9 @@ class ExecutabilityReward:
         if strategy is None or not strategy.check().ok:
             return float(self.core_alone(index)[0])
         example = self.examples[index]
-        outcome = self.program.core(**dict(example.inputs()), strategy=strategy.render())
+        inputs = dict(example.inputs())
+        shown = self.program.shown_to_core(strategy, inputs)
+        outcome = self.program.core(**inputs, strategy=shown.render())
         return float(self.metric(example, outcome) > 0)
 
     def core_alone(self, index: int) -> tuple[bool, float]:

@@ -179,7 +179,9 @@ def sample_strategies(
             return result
         result.strategy = strategy.model_dump()
         try:
-            outcome = program.core(**dict(example.inputs()), strategy=strategy.render())
+            inputs = dict(example.inputs())
+            shown = program.shown_to_core(strategy, inputs)  # as deployment shows it
+            outcome = program.core(**inputs, strategy=shown.render())
         except GcopError:
             raise
         except Exception as error:

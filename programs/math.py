@@ -81,8 +81,7 @@ class MathPlan(Strategy):
         week`), which a small guide trained on them cannot compute and learns to invent.
         `givens_only` also replaces every number the question does not state with "that
         amount" (`So he makes that amount*7 a week`): the plan's structure without values."""
-        solution = str(example.get("solution") or "")
-        body = solution.split("####", 1)[0]
+        body = _solution_body(example)
         if "<<" in body:  # GSM8K: calculator annotations mark every result
             lines = [_drop_results(line) for line in body.splitlines()]
         else:
@@ -110,8 +109,12 @@ RESULT = re.compile(r"\s*=\s*<<[^>]*>>\s*\$?-?[\d,]*\.?\d+%?|<<[^>]*>>")
 def worked_solution(example: dspy.Example) -> str:
     """The reference solution as a person writes it out, for a few-shot demo of the core:
     GSM8K's calculator annotations (`<<48/2=24>>`) and its `#### answer` line removed."""
-    body = str(example.get("solution") or "").split("####", 1)[0]
-    return re.sub(r"<<[^>]*>>", "", body).strip()
+    return re.sub(r"<<[^>]*>>", "", _solution_body(example)).strip()
+
+
+def _solution_body(example: dspy.Example) -> str:
+    """The reference solution without GSM8K's final `#### answer` line."""
+    return str(example.get("solution") or "").split("####", 1)[0]
 
 
 def hide_unstated_numbers(step: str, question: str) -> str:

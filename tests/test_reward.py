@@ -97,3 +97,19 @@ def test_graded_format_credit_gives_groups_a_spread(api, fresh_cache) -> None:
 def test_zero_spread_fraction_by_hand() -> None:
     # groups: 0 -> [1, 1] (flat), 1 -> [0, 1] (spread), 2 -> [0.5] (a single sample: not counted)
     assert zero_spread_fraction([0, 0, 1, 1, 2], [1.0, 1.0, 0.0, 1.0, 0.5]) == 0.5
+
+
+def test_the_core_reads_the_plan_as_deployment_shows_it(api, fresh_cache) -> None:
+    """With `hide_computed_values`, the reward's core call gets the plan without the values
+    the guide computed, as `GCoP.forward` gives it, not the guide's raw text."""
+    example = dspy.Example(question="What is 2 plus 3?", answer="5").with_inputs("question")
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)), hide_computed_values=True)
+    reward = ExecutabilityReward(program, [example], gsm8k_metric)
+    cases = (
+        (reward.score, "It is 4 plus 1.", "It is that amount plus that amount."),
+        (reward.task_reward, "It is 6 less 1.", "It is that amount less that amount."),
+    )
+    for read, written, shown in cases:
+        read(completion(["Add 2 and 3.", written])[0]["content"], 0)
+        core_request = api.model.bodies[-1]["messages"][-1]["content"]
+        assert f"1. Add 2 and 3.\n2. {shown}" in core_request
