@@ -12,10 +12,12 @@ plans before the core reads them (does the core do better computing them itself?
 number itself, and also runs the reference plans (the ceiling) under that instruction.
 `--core-demos` also runs the core alone with the guide's demo problems as worked solutions
 (the reference solution, question -> working -> answer): is the guide's gain only the
-demos it was shown? `--split test --limit 300` reruns the headline's AS stage on its test
-problems (every call from the cache when the headline ran) and splits the comparison by
-whether the plan the core read states the gold answer (deployment has no gold answer to
-reject it with).
+demos it was shown? `--guided-core-demos` gives the guided core the same problems too, each
+with the plan the guide was shown and its worked solution (question -> plan -> working ->
+answer): does the guide's plan add anything once the core has the demos? `--split test
+--limit 300` reruns the headline's AS stage on its test problems (every call from the cache
+when the headline ran) and splits the comparison by whether the plan the core read states
+the gold answer (deployment has no gold answer to reject it with).
 Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
 """
 
@@ -40,8 +42,8 @@ from gcop.optimizers.exectune import _few_shot, demo_block  # noqa: E402
 from gcop.optimizers.sampling import Attempt  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
-from gcop.programs.math import worked_solution  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact  # noqa: E402
+from gcop.task import Task  # noqa: E402
 
 VERIFY = (
     "A plan for this problem is given. Use it as a guide to the order of the steps, but "
@@ -69,6 +71,11 @@ def main() -> None:
         action="store_true",
         help="also the core alone shown the guide's demo problems as worked solutions",
     )
+    add(
+        "--guided-core-demos",
+        action="store_true",
+        help="also the guided core shown them, each with its plan (implies --core-demos)",
+    )
     add("--threads", type=int, default=32)
     add("--out", type=Path)
     args = parser.parse_args()
@@ -90,15 +97,21 @@ def main() -> None:
             f"{task.signature.instructions.strip()}\n{VERIFY}"
         )
 
-    core_with_demos = None
+    args.core_demos |= args.guided_core_demos
+    core_with_demos = guided_core_with_demos = None
     if args.core_demos:  # the same training problems, as worked solutions for the core
         core_with_demos = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
         core_with_demos.alone.demos = [
-            dspy.Example(question=train[a.example_id].question,
-                         reasoning=worked_solution(train[a.example_id]),
-                         answer=train[a.example_id].answer)
+            task.core_demo(train[a.example_id]) for a in demo_block(accepted, args.shots, args.seed)
+        ]
+    if args.guided_core_demos:  # the same problems, each with the plan the guide was shown
+        guided_core_with_demos = Core(args.core, task=task.signature,
+                                      max_tokens=task.core_max_tokens)  # fmt: skip
+        guided_core_with_demos.guided.demos = [
+            guided_demo(task, train[a.example_id], a.strategy, args.mask_unstated)
             for a in demo_block(accepted, args.shots, args.seed)
-        ]  # fmt: skip
+        ]
+        guided_core_with_demos.alone.demos = core_with_demos.alone.demos  # no usable plan
 
     def solve(example: dspy.Example) -> dict[str, Any]:
         plan = guide(**dict(example.inputs()))
@@ -115,6 +128,10 @@ def main() -> None:
         if core_with_demos is not None:
             row["alone_with_demos"] = task.metric(
                 example, core_with_demos(**dict(example.inputs()))
+            )
+        if guided_core_with_demos is not None:
+            row["guided_with_demos"] = task.metric(
+                example, guided_core_with_demos(**dict(example.inputs()), strategy=text)
             )
         if args.core_instruction == "verify":
             reference = plan_type.from_reference(example)
@@ -145,9 +162,24 @@ def main() -> None:
         with_demos = [r["alone_with_demos"] for r in rows]
         result["alone_with_demos"] = paired(alone, with_demos)
         result["guided_vs_alone_with_demos"] = paired(with_demos, [r["guided"] for r in rows])
+    if guided_core_with_demos is not None:  # does the plan add anything to the demos?
+        both = [r["guided_with_demos"] for r in rows]
+        result["guided_with_demos"] = paired(alone, both)
+        result["guided_with_demos_vs_alone_with_demos"] = paired(with_demos, both)
     print(json.dumps(result), flush=True)
     if args.out:
         write_json(args.out, {"summary": result, "problems": rows})
+
+
+def guided_demo(
+    task: Task, example: dspy.Example, strategy: dict[str, Any], mask: bool
+) -> dspy.Example:
+    """A demo for the guided core: question, the plan (as the core would read it), the
+    worked solution and the answer."""
+    plan = task.strategy_type.model_validate(strategy)
+    if mask:
+        plan = plan.without_computed_values(dict(example.inputs()))
+    return task.core_demo(example).copy(strategy=plan.render())
 
 
 def paired(alone: list[float], guided: list[float]) -> dict[str, Any]:

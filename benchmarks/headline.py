@@ -9,6 +9,8 @@ On the test partition (a fixed seeded sample, the same problems for every system
 - the core alone (its best prompt format, the same for every system),
 - the ceiling: the core following plans derived from each problem's reference solution,
 - the untrained guide + core,
+- per seed, the core alone shown the AS stage's demo problems as worked solutions (the
+  control for the AS stage: is its gain the plans or the demonstrations?),
 - per training seed, ExecTune's stages: AS (accepted strategies as few-shot demos),
   AS+SFT, AS+SFT+RL, and the stage `compile` picked on the dev set ("ExecTune").
 Accuracy with 95% Wilson intervals, mean and std over seeds, exact McNemar p-values per seed
@@ -35,7 +37,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.metrics import Report, evaluate, wilson  # noqa: E402
-from gcop.optimizers.exectune import ExecTune  # noqa: E402
+from gcop.optimizers.exectune import ExecTune, core_with_guide_demos  # noqa: E402
 from gcop.optimizers.rl import RLStageConfig  # noqa: E402
 from gcop.optimizers.sampling import SamplingConfig  # noqa: E402
 from gcop.optimizers.sft import SFTStageConfig  # noqa: E402
@@ -44,7 +46,9 @@ from gcop.programs import get_task  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact, paired_bootstrap  # noqa: E402
 
 STAGE_NAMES = {"sample": "AS", "sft": "AS+SFT", "rl": "AS+SFT+RL"}
-SYSTEMS = ("ceiling", "untrained", *STAGE_NAMES.values())
+CORE_DEMOS = "core alone + AS demos"
+"""The core alone shown, as worked solutions, the problems the AS stage's guide is shown."""
+SYSTEMS = ("ceiling", "untrained", "core-demos", *STAGE_NAMES.values())
 """Systems `--systems` may choose (the core alone and ExecTune's pick always run)."""
 
 
@@ -230,6 +234,13 @@ def main() -> None:
                 systems.setdefault(STAGE_NAMES[stage], []).append(
                     run(f"{STAGE_NAMES[stage]} seed {seed}", compiled, args.exec_samples)
                 )
+        if "core-demos" in wanted and "sample" in tuner.stage_programs:
+            if task.core_demo is None:
+                print(f"[headline] {args.task} has no worked solutions: no core-demos control")
+            else:
+                control = core_with_guide_demos(tuner.stage_programs["sample"], train,
+                                                task.core_demo)  # fmt: skip
+                systems.setdefault(CORE_DEMOS, []).append(run(f"{CORE_DEMOS} seed {seed}", control))
         best = tuner.stage_programs[best_stages[-1]]
         if seed == seeds[0]:
             best.save(args.program_out)
@@ -243,6 +254,11 @@ def main() -> None:
                 for a, b in zip(ladder, ladder[1:], strict=False)
                 if a in systems and b in systems}  # fmt: skip
     guided = systems["ExecTune"]
+    # A guided system's gain over the zero-shot core may be the demos its guide was shown:
+    # every guided system against the core shown the same problems (per seed).
+    vs_demos = {name: compare(systems[CORE_DEMOS], systems[name], ids)
+                for name in [*STAGE_NAMES.values(), "ExecTune"]
+                if CORE_DEMOS in systems and name in systems}  # fmt: skip
     answer_split = {name: [by_plan_answer(alone[0], r, ids) for r in rows]
                     for name, rows in systems.items()
                     if any(r.get("verdicts") for r in rows)}  # fmt: skip
@@ -263,6 +279,9 @@ def main() -> None:
         "systems": {name: {"per_seed": rows, "accuracy": summary(rows)}
                     for name, rows in systems.items()},
         "vs_core_alone": comparisons,
+        "acc_core_alone_with_demos": summary(systems[CORE_DEMOS])["mean"]
+        if CORE_DEMOS in systems else None,
+        "vs_core_alone_with_demos": vs_demos,
         "adjacent_stages": adjacent,
         "gain_by_plan_answer": answer_split,
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
@@ -294,6 +313,10 @@ def table(results: dict[str, Any]) -> str:
         diff = (f"{versus['bootstrap']['difference']:+.3f}, p={versus['bootstrap']['p_value']:.3f}"
                 if versus else "")  # fmt: skip
         lines.append(f"{name:28} {acc['mean']:>13.3f} ({acc['std']:.3f}) {diff:>20}")
+    for name, versus in results.get("vs_core_alone_with_demos", {}).items():
+        boot = versus["bootstrap"]
+        lines.append(f"{name} vs {CORE_DEMOS}: {boot['difference']:+.3f}, "
+                     f"p={boot['p_value']:.3f}")  # fmt: skip
     for seed, split in zip(results["seeds"], results["gain_by_plan_answer"].get("ExecTune", []),
                            strict=False):  # fmt: skip
         lines.append(f"ExecTune seed {seed} vs core alone, gained/lost: " + "; ".join(

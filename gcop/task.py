@@ -28,6 +28,11 @@ class Task:
     guide_max_tokens: int = 256
     core_max_tokens: int = 384
     description: str = ""
+    core_demo: Callable[[dspy.Example], dspy.Example] | None = None
+    """A training example as a demonstration for the core alone (its inputs and every output
+    field: the reference solution written out, then the answer), or None when the task has
+    none. It builds the control every few-shot guide needs: the core shown the same
+    problems as the guide, directly (`gcop.optimizers.exectune.core_with_guide_demos`)."""
 
     @property
     def signature(self) -> type[dspy.Signature]:

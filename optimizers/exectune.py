@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +48,7 @@ from gcop.optimizers.sampling import (
 )
 from gcop.optimizers.sft import SFTStageConfig, finetune, last_checkpoint
 from gcop.paths import portable
-from gcop.program import CoreOnly, GCoP, Guide
+from gcop.program import Core, CoreOnly, GCoP, Guide
 from gcop.registry import register_optimizer
 from gcop.task import Metric
 
@@ -408,6 +408,21 @@ def _few_shot(
     few_shot = Guide(guide.strategy_type, guide.lm, adapter=guide.adapter_name)
     few_shot.predict.demos = demos
     return few_shot
+
+
+def core_with_guide_demos(
+    program: GCoP, trainset: list[dspy.Example], core_demo: Callable[[dspy.Example], dspy.Example]
+) -> CoreOnly:
+    """The core alone, shown as worked solutions (`Task.core_demo`) the training problems
+    that `program`'s guide is shown as demos: the control for a few-shot guide. On GSM8K
+    test it matched the AS-stage guide (docs/benchmarks.md, issue 12): a gain over the
+    zero-shot core may be the demonstrations, not the plans."""
+    by_question = {e.question: e for e in trainset}
+    shown = [by_question[d.question] for d in program.guide.predict.demos]
+    core = program.core
+    control = Core(core.lm, task=core.task, adapter=core.adapter_name)
+    control.alone.demos = [core_demo(example) for example in shown]
+    return CoreOnly(control)
 
 
 def _without_speed(identity: dict[str, Any]) -> dict[str, Any]:

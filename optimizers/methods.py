@@ -9,6 +9,9 @@ teacher:
 - `bootstrap-fewshot`, `mipro-light`: DSPy's `BootstrapFewShot` and `MIPROv2(auto="light")`
   applied to the core alone, bootstrapping from the teacher LLM (the core itself when the
   teacher is only `"reference"`); MIPROv2 also proposes instructions with that model;
+- `core-demos`: the core alone shown, as worked solutions (`Task.core_demo`), the
+  training problems ExecTune's AS stage shows its guide: the control for a few-shot guide
+  (its gain over the zero-shot core may be the demonstrations, not the plans);
 - `gcop-base`, `gcop-fewshot`: the untrained guide, zero-shot and with three teacher
   strategies as demonstrations (unfiltered: any that parse);
 - `gcop-supervised`: LoRA SFT on every teacher strategy that parses, with no acceptance
@@ -38,7 +41,7 @@ import dspy
 from gcop.calls import default_cache
 from gcop.errors import ConfigError
 from gcop.experiment import Method, MethodContext
-from gcop.optimizers.exectune import ExecTune
+from gcop.optimizers.exectune import ExecTune, core_with_guide_demos
 from gcop.optimizers.reward import RewardWeights
 from gcop.optimizers.rl import RLStageConfig
 from gcop.optimizers.sampling import REFERENCE_SOURCES, SamplingConfig
@@ -219,6 +222,16 @@ def mipro_light(context: MethodContext) -> dspy.Module:
     return on_core(compiled_program, student.core.lm)
 
 
+def core_demos(context: MethodContext) -> CoreOnly:
+    if context.task.core_demo is None:
+        raise ConfigError(
+            f"core-demos: task {context.task.name!r} has no worked solutions to show the core "
+            "(Task.core_demo); leave the method out of this grid"
+        )
+    as_stage = exectune_stage(context, "sample")
+    return core_with_guide_demos(as_stage, context.trainset, context.task.core_demo)
+
+
 def supervised(context: MethodContext, stage: str) -> GCoP:
     stages = ("sample", "sft") if "gcop-supervised" in context.config.methods else ("sample",)
     return compiled(context, "supervised", stages).stage_programs[stage]
@@ -262,6 +275,8 @@ METHODS = [
            lambda c: CoreOnly(core_module(c, task=chain_of_thought(c.task.signature)))),
     Method("bootstrap-fewshot", "DSPy BootstrapFewShot on the core alone", bootstrap_fewshot),
     Method("mipro-light", "DSPy MIPROv2 (auto='light') on the core alone", mipro_light),
+    Method("core-demos", "the core alone, shown the AS stage's demo problems as worked "
+           "solutions", core_demos),
     Method("gcop-base", "untrained guide, zero-shot", lambda c: GCoP(guide_module(c),
            core_module(c)), guided=True),
     Method("gcop-fewshot", "untrained guide, 3 unfiltered teacher strategies as demos",

@@ -112,6 +112,13 @@ def worked_solution(example: dspy.Example) -> str:
     return re.sub(r"<<[^>]*>>", "", _solution_body(example)).strip()
 
 
+def core_demo(example: dspy.Example) -> dspy.Example:
+    """A solved problem as the core's demo: question -> worked solution -> answer."""
+    return dspy.Example(
+        question=example.question, reasoning=worked_solution(example), answer=example.answer
+    ).with_inputs("question")
+
+
 def _solution_body(example: dspy.Example) -> str:
     """The reference solution without GSM8K's final `#### answer` line."""
     return str(example.get("solution") or "").split("####", 1)[0]
@@ -200,6 +207,7 @@ GSM8K = Task(
     guide_max_tokens=200,
     core_max_tokens=320,
     description="GSM8K grade-school math (1319 test problems, split 819/200/300)",
+    core_demo=core_demo,
 )
 
 MATH500 = Task(
@@ -210,6 +218,7 @@ MATH500 = Task(
     guide_max_tokens=256,
     core_max_tokens=512,
     description="MATH-500 competition math (split 250/100/150)",
+    core_demo=core_demo,
 )
 
 

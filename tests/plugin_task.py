@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import dspy
+
 from gcop import Task, register_task
 from gcop.programs.math import MathPlan, gsm8k_metric
 from tests.test_program import examples
@@ -19,5 +21,8 @@ TASK = register_task(
         guide_max_tokens=16,
         core_max_tokens=48,
         description="four 'What is a plus b?' questions (a test task)",
+        core_demo=lambda e: dspy.Example(
+            question=e.question, reasoning="Add the two numbers.", answer=e.answer
+        ).with_inputs("question"),
     )
 )

@@ -233,3 +233,40 @@ def test_ct2_calls_group_prompts_of_similar_length() -> None:
     lengths = [[len(row.request.prompt_ids) for row in bucket] for bucket in buckets]
     assert lengths == [[5, 6], [36, 37], [40], [100, 130], [131]]
     assert sorted(id(r) for b in buckets for r in b) == sorted(id(r) for r in rows)
+
+
+def test_a_batch_keeps_gathering_while_requests_keep_arriving() -> None:
+    """Concurrent callers reach the queue one after another: the window restarts at each
+    arrival (one decode call for a stream of requests 50 ms apart under a 500 ms window),
+    a quiet gap ends the batch, and `max_wait_s` and the row limit bound it."""
+    import queue
+    import threading
+    import time
+
+    from gcop.local.engine import gather_batch
+
+    def feed(source: queue.Queue, items: range, gap_s: float) -> threading.Thread:
+        def run() -> None:
+            for item in items:
+                source.put(item)
+                time.sleep(gap_s)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    source: queue.Queue = queue.Queue()
+    feeder = feed(source, range(6), 0.05)  # 6 arrivals over 250 ms, each within the window
+    assert gather_batch(source, window_s=0.5, limit=32) == list(range(6))
+    feeder.join()
+
+    for item in range(10):
+        source.put(item)
+    assert gather_batch(source, window_s=0.0, limit=4) == [0, 1, 2, 3]  # queued: taken
+    assert gather_batch(source, window_s=0.0, limit=10, rows=lambda i: 3) == [4, 5, 6, 7]
+    assert gather_batch(source, window_s=0.0, limit=32) == [8, 9]
+
+    feeder = feed(source, range(100), 0.01)  # a steady stream: the cap ends the batch
+    batch = gather_batch(source, window_s=0.5, limit=1000, max_wait_s=0.2)
+    feeder.join()
+    assert 1 <= len(batch) < 100

@@ -235,6 +235,45 @@ def test_a_cell_stopped_by_the_budget_is_retried_with_a_larger_one(
     assert all(c["failed_calls"] == 0 for c in saved["cells"])
 
 
+def test_core_demos_shows_the_core_the_problems_the_as_guide_is_shown(
+    loopback_env, fresh_cache, tmp_path: Path
+) -> None:
+    """The control for a few-shot guide: the core alone, with the AS stage's demo problems
+    as worked solutions (the task's `core_demo`), and no plan."""
+    api = loopback_env
+    config = write_config(tmp_path, methods=["core-demos", "exectune-as"], guide=REMOTE,
+                          exec_samples=0)  # fmt: skip
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert {c["method"] for c in saved["cells"] if c.get("error") is None} == {
+        "core-demos", "exectune-as"}  # fmt: skip
+    with_demos = [b["messages"] for b in api.model.bodies
+                  if any(m["role"] == "assistant" and m["content"].startswith("Add the two")
+                         for m in b["messages"])]  # fmt: skip
+    assert with_demos, "no core call was shown the worked solutions"
+    for messages in with_demos:
+        assert not any("Strategy:" in m["content"] for m in messages)  # the core alone
+        shown = [m["content"] for m in messages[1:-1] if m["role"] == "user"]
+        assert shown and all(q.startswith("trick What is") for q in shown)  # train problems
+    rows = {row["label"]: row for row in saved["rows"]}
+    assert rows["core-demos"]["executability"] is None  # no guide, so no executability
+
+
+def test_core_demos_on_a_task_without_worked_solutions_says_so(fresh_cache, tmp_path: Path):
+    import dataclasses
+
+    from gcop.registry import register_task
+
+    unsolved = dataclasses.replace(plugin_task.TASK, name="tiny-sums-unsolved", core_demo=None)
+    register_task(unsolved)
+    config = write_config(tmp_path, methods=["core-demos"], guide=REMOTE, exec_samples=0)
+    config.write_text(config.read_text().replace(plugin_task.NAME, unsolved.name))
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 1  # before any model call (no API is running)
+    assert "has no worked solutions to show the core" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("name", ["gsm8k", "code"])
 def test_the_example_grids_load_and_name_registered_methods(name: str) -> None:
     from gcop.registry import get_task, methods

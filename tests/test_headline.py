@@ -15,7 +15,7 @@ import dspy
 import pytest
 
 from gcop import GCoP, Task, register_task
-from gcop.programs.math import MathPlan, gsm8k_metric
+from gcop.programs.math import MathPlan, core_demo, gsm8k_metric
 from tests.test_program import MODEL
 
 HEADLINE = Path(__file__).resolve().parent.parent / "benchmarks" / "headline.py"
@@ -40,7 +40,8 @@ SPLITS = {
 }
 register_task(
     Task(name=NAME, strategy_type=MathPlan, metric=gsm8k_metric, load_split=SPLITS.__getitem__,
-         guide_max_tokens=16, core_max_tokens=48, description="headline test task")
+         guide_max_tokens=16, core_max_tokens=48, description="headline test task",
+         core_demo=core_demo)
 )  # fmt: skip
 
 
@@ -56,8 +57,8 @@ def test_headline_results_file(api, tiny_model: str, fresh_cache, tmp_path, monk
     args = ["--task", NAME, "--core", MODEL, "--guide", f"local/{tiny_model}",
             "--teacher", "reference", "--train", "4", "--dev", "0", "--test", "6",
             "--seeds", "0", "--sft-epochs", "1", "--rl-steps", "0", "--exec-samples", "0",
-            "--threads", "4", "--systems", "ceiling,AS+SFT", "--out", str(tmp_path / "runs"),
-            "--results", str(results)]  # fmt: skip
+            "--threads", "4", "--systems", "ceiling,AS+SFT,core-demos",
+            "--out", str(tmp_path / "runs"), "--results", str(results)]  # fmt: skip
     run_headline(args, monkeypatch)
     data = json.loads(results.read_text())
     required = {"task", "split", "n", "core", "guide", "acc_core_alone", "acc_guided",
@@ -67,7 +68,7 @@ def test_headline_results_file(api, tiny_model: str, fresh_cache, tmp_path, monk
     assert (data["task"], data["split"], data["n"], data["seeds"]) == (NAME, "test", 6, [0])
     assert data["acc_core_alone"] == pytest.approx(4 / 6)  # the two trick questions fail
     assert set(data["systems"]) == {"core alone", "ceiling (reference plans)", "AS+SFT",
-                                    "ExecTune"}  # fmt: skip
+                                    "core alone + AS demos", "ExecTune"}  # fmt: skip
     assert data["best_stage_per_seed"] == ["sft"]  # no dev set: the last stage
     alone = data["systems"]["core alone"]["per_seed"][0]["scores"]
     assert sorted(k for k, v in alone.items() if v == 0) == ["t10", "t11"]
@@ -83,7 +84,18 @@ def test_headline_results_file(api, tiny_model: str, fresh_cache, tmp_path, monk
     assert split["plan_states_answer"]["n"] + split["plan_does_not"]["n"] == 6
     assert data["cost_guided"] > data["cost_core_alone"] > 0  # guided pays the guide too
     assert results.with_suffix(".png").stat().st_size > 0
-    assert "--systems ceiling,AS+SFT" in data["command"]
+    assert "--systems ceiling,AS+SFT,core-demos" in data["command"]
+    # the control: the core alone, shown the AS guide's demo problems as worked solutions
+    shown = [
+        b["messages"]
+        for b in api.model.bodies
+        if any("Add 1 and 10: 1+10 = 11." in m["content"] for m in b["messages"])
+    ]
+    assert shown and all("Strategy:" not in m["content"] for m in shown[0])
+    assert len(shown) == 6 and [m["role"] for m in shown[0]][:3] == ["system", "user", "assistant"]
+    assert set(data["vs_core_alone_with_demos"]) == {"AS+SFT", "ExecTune"}
+    assert data["acc_core_alone_with_demos"] == data["systems"]["core alone + AS demos"][
+        "accuracy"]["mean"]  # fmt: skip
     assert (tmp_path / "runs" / "seed-0" / "sft").is_dir()
     program = tmp_path / "headline-program"  # beside the results file
     saved = GCoP.load(program)  # ExecTune's pick, for `gcop bench --program`

@@ -7,8 +7,8 @@ renamed, like the GGUF conversion); a LoRA adapter is merged into the base first
 conversion is cached by the adapter's content hash.
 
 How requests map onto `Generator.generate_batch`, which takes one set of sampling
-options per call: a worker thread gathers the requests that arrive within
-`batch_window_s`, then
+options per call: a worker thread gathers requests while they keep arriving less than
+`batch_window_s` apart (`gather_batch`), then
 - greedy requests are decoded in one call; identical greedy prompts are decoded once;
 - sampled requests with the same temperature and top-p share a call; identical prompts
   (the `n` samples of one request, or concurrent requests for the same prompt) become one

@@ -77,18 +77,33 @@ def _select_rows(cache, rows: torch.Tensor) -> None:
         layer.values = layer.values[rows]
 
 
-def gather_batch(source: queue.Queue, window_s: float, limit: int, rows=lambda item: 1) -> list:
-    """Block for one item, then take whatever else arrives within `window_s`, up to `limit`
-    rows (`rows(item)` counts an item's rows): how every engine's worker forms a batch."""
+def gather_batch(
+    source: queue.Queue,
+    window_s: float,
+    limit: int,
+    rows=lambda item: 1,
+    max_wait_s: float | None = None,
+) -> list:
+    """Block for one item, then keep taking items while they arrive less than `window_s`
+    apart, up to `limit` rows (`rows(item)` counts an item's rows) or `max_wait_s` after
+    the first (default 10 x `window_s`): how every engine's worker forms a batch.
+
+    The window restarts at each arrival because concurrent callers do not arrive at once:
+    32 threads each formatting a LiteLLM call reach the queue over ~100 ms, and a fixed
+    window from the first one split them into two decode calls, the second waiting for the
+    first (SmolLM2 on ct2: 2 calls for 32 requests; docs/benchmarks.md)."""
     batch = [source.get()]
-    deadline = time.monotonic() + window_s
+    started = time.monotonic()
+    cap = started + (10 * window_s if max_wait_s is None else max_wait_s)
+    deadline = min(started + window_s, cap)
     while sum(rows(item) for item in batch) < limit:
         timeout = deadline - time.monotonic()
-        try:
+        try:  # past the deadline: only what is already queued
             batch.append(source.get(timeout=max(timeout, 0)))
         except queue.Empty:
-            if timeout <= 0:
-                break
+            break
+        if timeout > 0:
+            deadline = min(time.monotonic() + window_s, cap)
     return batch
 
 
@@ -113,7 +128,8 @@ class BatchedGenerator(WorkerThread):
     """Decodes batches of :class:`GenerationRequest` with one model, from many threads.
 
     `submit` may be called from any thread; a single worker thread gathers the requests
-    that arrive within `batch_window_s` (up to `max_batch_size`) and decodes them together.
+    that keep arriving less than `batch_window_s` apart (up to `max_batch_size`;
+    `gather_batch`) and decodes them together.
     Requests may carry a token constraint; it masks its own row only.
     """
 
