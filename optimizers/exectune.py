@@ -417,9 +417,10 @@ def core_with_guide_demos(
     that `program`'s guide is shown as demos: the control for a few-shot guide. On GSM8K
     test it matched the AS-stage guide (docs/benchmarks.md, issue 12): a gain over the
     zero-shot core may be the demonstrations, not the plans."""
-    by_question = {e.question: e for e in trainset}
-    shown = [by_question[d.question] for d in program.guide.predict.demos]
     core = program.core
+    names = list(core.task.input_fields)  # a demo is matched to its problem by its inputs
+    by_inputs = {tuple(e.get(n) for n in names): e for e in trainset}
+    shown = [by_inputs[tuple(d.get(n) for n in names)] for d in program.guide.predict.demos]
     control = Core(core.lm, task=core.task, adapter=core.adapter_name)
     control.alone.demos = [core_demo(example) for example in shown]
     return CoreOnly(control)

@@ -63,6 +63,14 @@ num_threads = 4
     return path
 
 
+def run_remote_grid(tmp_path: Path, methods: list[str]) -> dict:
+    """A grid of `methods` with the loopback API as guide, core and teacher; its results."""
+    config = write_config(tmp_path, methods=methods, guide=REMOTE, exec_samples=0)
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    return json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+
+
 @pytest.fixture
 def loopback_env(api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
@@ -241,11 +249,7 @@ def test_core_demos_shows_the_core_the_problems_the_as_guide_is_shown(
     """The control for a few-shot guide: the core alone, with the AS stage's demo problems
     as worked solutions (the task's `core_demo`), and no plan."""
     api = loopback_env
-    config = write_config(tmp_path, methods=["core-demos", "exectune-as"], guide=REMOTE,
-                          exec_samples=0)  # fmt: skip
-    result = CliRunner().invoke(app, ["experiment", str(config)])
-    assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    saved = run_remote_grid(tmp_path, ["core-demos", "exectune-as"])
     assert {c["method"] for c in saved["cells"] if c.get("error") is None} == {
         "core-demos", "exectune-as"}  # fmt: skip
     with_demos = [b["messages"] for b in api.model.bodies
@@ -411,11 +415,7 @@ def test_dspy_optimizers_on_the_core_alone_score_every_problem(
     """MIPROv2 (light) end to end, its proposer prompts in the core's plain adapter."""
     pytest.importorskip("optuna")
     api = loopback_env
-    config = write_config(tmp_path, methods=["bootstrap-fewshot", "mipro-light"], guide=REMOTE,
-                          exec_samples=0)  # fmt: skip
-    result = CliRunner().invoke(app, ["experiment", str(config)])
-    assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    saved = run_remote_grid(tmp_path, ["bootstrap-fewshot", "mipro-light"])
     assert [c["label"] for c in saved["cells"]] == ["bootstrap-fewshot", "mipro-light"] * 2
     for scored in saved["cells"]:
         assert scored["failed_calls"] == 0 and len(scored["scores"]) == 4, scored["label"]
