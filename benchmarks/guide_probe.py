@@ -38,9 +38,9 @@ import dspy  # noqa: E402
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.metrics import wilson  # noqa: E402
-from gcop.optimizers.exectune import _few_shot, demo_block  # noqa: E402
+from gcop.optimizers.exectune import _few_shot, core_with_guide_demos, demo_block  # noqa: E402
 from gcop.optimizers.sampling import Attempt  # noqa: E402
-from gcop.program import Core, Guide  # noqa: E402
+from gcop.program import Core, GCoP, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact  # noqa: E402
 from gcop.task import Task  # noqa: E402
@@ -97,13 +97,11 @@ def main() -> None:
             f"{task.signature.instructions.strip()}\n{VERIFY}"
         )
 
+    program = GCoP(guide, core, hide_computed_values=args.mask_unstated)
     args.core_demos |= args.guided_core_demos
     core_with_demos = guided_core_with_demos = None
     if args.core_demos:  # the same training problems, as worked solutions for the core
-        core_with_demos = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
-        core_with_demos.alone.demos = [
-            task.core_demo(train[a.example_id]) for a in demo_block(accepted, args.shots, args.seed)
-        ]
+        core_with_demos = core_with_guide_demos(program, list(train.values()), task.core_demo).core
     if args.guided_core_demos:  # the same problems, each with the plan the guide was shown
         guided_core_with_demos = Core(args.core, task=task.signature,
                                       max_tokens=task.core_max_tokens)  # fmt: skip
@@ -114,29 +112,27 @@ def main() -> None:
         guided_core_with_demos.alone.demos = core_with_demos.alone.demos  # no usable plan
 
     def solve(example: dspy.Example) -> dict[str, Any]:
-        plan = guide(**dict(example.inputs()))
-        shown = plan.strategy if plan.validity.ok else None  # what the core reads
-        if shown is not None and args.mask_unstated:  # as GCoP(hide_computed_values=True)
-            shown = shown.without_computed_values(dict(example.inputs()))
+        inputs = dict(example.inputs())
+        plan = guide(**inputs)
+        # what the core reads, as the program shows it
+        shown = program.shown_to_core(plan.strategy, inputs) if plan.validity.ok else None
         text = shown.render() if shown is not None else None
-        alone = task.metric(example, core(**dict(example.inputs())))
-        guided = task.metric(example, core(**dict(example.inputs()), strategy=text))
+        alone = task.metric(example, core(**inputs))
+        guided = task.metric(example, core(**inputs, strategy=text))
         leaks = shown is not None and shown.leaks(example) is not None  # states the answer
         row = {"question": example.question, "gold": example.answer, "plan": text,
                "verdict": str(plan.validity.verdict), "leaks": leaks, "alone": alone,
                "guided": guided}  # fmt: skip
         if core_with_demos is not None:
-            row["alone_with_demos"] = task.metric(
-                example, core_with_demos(**dict(example.inputs()))
-            )
+            row["alone_with_demos"] = task.metric(example, core_with_demos(**inputs))
         if guided_core_with_demos is not None:
             row["guided_with_demos"] = task.metric(
-                example, guided_core_with_demos(**dict(example.inputs()), strategy=text)
+                example, guided_core_with_demos(**inputs, strategy=text)
             )
         if args.core_instruction == "verify":
             reference = plan_type.from_reference(example)
             ref_text = reference.render() if reference and reference.check(example).ok else None
-            row["ceiling"] = task.metric(example, core(**dict(example.inputs()), strategy=ref_text))
+            row["ceiling"] = task.metric(example, core(**inputs, strategy=ref_text))
         return row
 
     with ThreadPoolExecutor(max_workers=args.threads) as pool:

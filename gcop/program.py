@@ -271,6 +271,12 @@ class GCoP(dspy.Module):
         inference, stage-1 acceptance and the RL reward alike."""
         return strategy.without_computed_values(inputs) if self.hide_computed_values else strategy
 
+    def execute(self, strategy: Strategy, example: dspy.Example) -> dspy.Prediction:
+        """The core's call on `example` guided by `strategy`, shown as deployment shows it
+        (`shown_to_core`): what stage-1 acceptance and the RL reward score."""
+        inputs = dict(example.inputs())
+        return self.core(**inputs, strategy=self.shown_to_core(strategy, inputs).render())
+
     def forward(self, *, guide_config: dict[str, Any] | None = None, **inputs: Any):
         plan = self.guide(**inputs, config=guide_config)
         shown = self.shown_to_core(plan.strategy, inputs) if plan.validity.ok else None

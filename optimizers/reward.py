@@ -173,9 +173,7 @@ class ExecutabilityReward:
             return RewardParts(leak=1.0, cost=guide_cost / base)
         if not validity.ok:
             return RewardParts(valid=FORMAT_CREDIT[validity.verdict], cost=guide_cost / base)
-        inputs = dict(example.inputs())
-        shown = self.program.shown_to_core(strategy, inputs)
-        outcome = self.program.core(**inputs, strategy=shown.render())
+        outcome = self.program.execute(strategy, example)
         succeeded = self.metric(example, outcome) > 0
         return RewardParts(
             valid=FORMAT_CREDIT[validity.verdict],
@@ -196,9 +194,7 @@ class ExecutabilityReward:
         if strategy is None or not strategy.check().ok:
             return float(self.core_alone(index)[0])
         example = self.examples[index]
-        inputs = dict(example.inputs())
-        shown = self.program.shown_to_core(strategy, inputs)
-        outcome = self.program.core(**inputs, strategy=shown.render())
+        outcome = self.program.execute(strategy, example)
         return float(self.metric(example, outcome) > 0)
 
     def core_alone(self, index: int) -> tuple[bool, float]:

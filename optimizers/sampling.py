@@ -179,9 +179,7 @@ def sample_strategies(
             return result
         result.strategy = strategy.model_dump()
         try:
-            inputs = dict(example.inputs())
-            shown = program.shown_to_core(strategy, inputs)  # as deployment shows it
-            outcome = program.core(**inputs, strategy=shown.render())
+            outcome = program.execute(strategy, example)  # as deployment shows it
         except GcopError:
             raise
         except Exception as error:
