@@ -12,12 +12,14 @@ plans before the core reads them (does the core do better computing them itself?
 number itself, and also runs the reference plans (the ceiling) under that instruction.
 `--core-demos` also runs the core alone with the guide's demo problems as worked solutions
 (the reference solution, question -> working -> answer): is the guide's gain only the
-demos it was shown? `--guided-core-demos` gives the guided core the same problems too, each
-with the plan the guide was shown and its worked solution (question -> plan -> working ->
-answer): does the guide's plan add anything once the core has the demos? `--split test
---limit 300` reruns the headline's AS stage on its test problems (every call from the cache
-when the headline ran) and splits the comparison by whether the plan the core read states
-the gold answer (deployment has no gold answer to reject it with).
+demos it was shown? For a trained guide (`--guide 'local/...?adapter=<dir>' --shots 0`),
+`--control-shots 3` keeps the control the AS stage's. `--guided-core-demos` gives the
+guided core the same problems too, each with the plan the guide was shown and its worked
+solution (question -> plan -> working -> answer): does the guide's plan add anything once
+the core has the demos? `--split test --limit 300` reruns the headline's AS stage on its
+test problems (every call from the cache when the headline ran) and splits the comparison
+by whether the plan the core read states the gold answer (deployment has no gold answer to
+reject it with).
 Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
 """
 
@@ -61,6 +63,12 @@ def main() -> None:
     add("--train", type=int, default=150, help="the compile's training sample (for the demos)")
     add("--demos", choices=("reference", "givens"), default="reference")
     add("--shots", type=int, default=3, help="accepted plans shown as demos")
+    add(
+        "--control-shots",
+        type=int,
+        help="accepted problems the --core-demos control shows the core (default: --shots; "
+        "set it for a trained guide run with --shots 0)",
+    )
     add("--seed", type=int, default=0, help="which block of --shots accepted plans (0: first)")
     add("--split", choices=("dev", "test"), default="dev")
     add("--limit", type=int, default=30, help="problems of --split (seeded sample, seed 0)")
@@ -101,7 +109,10 @@ def main() -> None:
     args.core_demos |= args.guided_core_demos
     core_with_demos = guided_core_with_demos = None
     if args.core_demos:  # the same training problems, as worked solutions for the core
-        core_with_demos = core_with_guide_demos(program, list(train.values()), task.core_demo).core
+        shots = args.shots if args.control_shots is None else args.control_shots
+        shown = _few_shot(base, list(train.values()), accepted, shots, args.seed)
+        core_with_demos = core_with_guide_demos(GCoP(shown, core), list(train.values()),
+                                                task.core_demo).core  # fmt: skip
     if args.guided_core_demos:  # the same problems, each with the plan the guide was shown
         guided_core_with_demos = Core(args.core, task=task.signature,
                                       max_tokens=task.core_max_tokens)  # fmt: skip
@@ -138,7 +149,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
         rows = list(pool.map(solve, dev))
     result = {"guide": args.guide, "core": args.core, "demos": args.demos, "shots": args.shots,
-              "seed": args.seed, "split": args.split,
+              "control_shots": args.control_shots, "seed": args.seed, "split": args.split,
               "mask_unstated": args.mask_unstated, "core_instruction": args.core_instruction,
               "n": len(rows), "usable_plans": sum(r["plan"] is not None for r in rows),
               "verdicts": dict(Counter(r["verdict"] for r in rows))}  # fmt: skip

@@ -60,7 +60,12 @@ class OutputDirConflictError(GcopError):
     """`output_dir` holds a compile made with a different configuration."""
 
 
-LATER_OPTIONS = {("sampling", "accept"): "executes", ("reward", "task_only"): False}
+LATER_OPTIONS = {
+    ("sampling", "accept"): "executes",
+    ("reward", "task_only"): False,
+    ("sft", "precision"): "auto",
+    ("rl", "precision"): "auto",
+}
 """Options added after compiles had been made: at their default they are left out of a
 compile's identity (`config.json`), so an output folder made before they existed resumes."""
 SPEED_OPTIONS = {("sampling", "num_threads")}
@@ -240,13 +245,7 @@ class ExecTune(GcopOptimizer):
                 "stage 1 accepted no strategy, so there is nothing to fine-tune on; raise "
                 "sampling.candidates, use a stronger teacher, or set show_reference=True"
             )
-        by_id = {str(e.get("id", i)): e for i, e in enumerate(trainset)}
-        examples = [
-            guide.format_training_example(
-                guide.strategy_type.parse(a.strategy), **dict(by_id[a.example_id].inputs())
-            )
-            for a in accepted
-        ]
+        examples = sft_examples(guide, trainset, accepted)
         base = _local_base(guide)
         adapter = finetune(base, examples, self.config.sft, self.output_dir / "sft")
         self.report["stages"]["sft"] = {
@@ -392,6 +391,18 @@ def demo_block(accepted: list[Attempt], shots: int, seed: int) -> list[Attempt]:
         return []
     start = (seed * shots) % len(accepted)
     return (accepted[start:] + accepted[:start])[: min(shots, len(accepted))]
+
+
+def sft_examples(guide: Guide, trainset, accepted: list[Attempt]) -> list[dict[str, Any]]:
+    """Stage 2's training rows: the guide's inference prompt for each accepted strategy's
+    problem, with the strategy (parsed, so in its canonical form) as the reply."""
+    by_id = {str(e.get("id", i)): e for i, e in enumerate(trainset)}
+    return [
+        guide.format_training_example(
+            guide.strategy_type.parse(a.strategy), **dict(by_id[a.example_id].inputs())
+        )
+        for a in accepted
+    ]
 
 
 def _few_shot(

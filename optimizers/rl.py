@@ -17,6 +17,7 @@ from typing import Any
 
 from gcop.atomic import write_json
 from gcop.errors import ConfigError
+from gcop.local.precision import check_precision, trains_in_bf16
 from gcop.optimizers.base import ADAPTER, StageDir
 from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
@@ -62,6 +63,11 @@ class RLStageConfig:
         default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for sampling, LoRA init, data order"})
+    precision: str = field(
+        default="auto",
+        metadata={"help": "'bf16', 'fp32', or 'auto': bf16 where the hardware computes it "
+                  "natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32"},
+    )  # fmt: skip
     use_vllm: bool = field(
         default=False,
         metadata={"help": "generate the GRPO groups with vLLM (CUDA only, `pip install vllm`)"},
@@ -76,6 +82,7 @@ class RLStageConfig:
     )
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.vllm_mode not in ("colocate", "server"):
             raise ConfigError(
                 f"vllm_mode={self.vllm_mode!r} is not a vLLM mode; use 'colocate' or 'server'"
@@ -113,7 +120,7 @@ def reinforce(
     if not prompts or any("prompt" not in row for row in prompts):
         raise ValueError("every RL row needs a 'prompt' (the guide's chat messages)")
     write_json(output_dir / "config.json", asdict(config))
-    model, tokenizer = load_base(base_model)
+    model, tokenizer = load_base(base_model, bf16=trains_in_bf16(config.precision))
     lora = None
     if adapter_dir is not None:
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.atomic import atomic_dir, write_json
+from gcop.local.precision import check_precision, trains_in_bf16
 from gcop.local.registry import resolve
 from gcop.local.spec import LocalModelSpec
 from gcop.optimizers.base import ADAPTER, StageDir
@@ -64,6 +65,14 @@ class SFTStageConfig:
         default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and data order"})
+    precision: str = field(
+        default="auto",
+        metadata={"help": "'bf16', 'fp32', or 'auto': bf16 where the hardware computes it "
+                  "natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32"},
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 def finetune(
@@ -85,7 +94,7 @@ def finetune(
     if not examples:
         raise ValueError("no training examples: stage 1 accepted no strategy")
     write_json(output_dir / "config.json", asdict(config))
-    model, tokenizer = load_base(base_model)
+    model, tokenizer = load_base(base_model, bf16=trains_in_bf16(config.precision))
     dataset = Dataset.from_list([as_prompt_completion(e) for e in examples])
     args = SFTConfig(
         **trainer_args(config, output_dir),
@@ -113,14 +122,15 @@ def as_prompt_completion(example: dict[str, Any]) -> dict[str, list]:
     return {"prompt": messages[:-1], "completion": [messages[-1]]}
 
 
-def load_base(base_model: str | Path) -> tuple[Any, Any]:
-    """The base model (bf16 on CUDA, fp32 on CPU, like the `local/` provider) and a tokenizer
-    whose chat template renders prompts exactly as the provider does at inference."""
+def load_base(base_model: str | Path, bf16: bool = False) -> tuple[Any, Any]:
+    """The base model (its frozen weights in bf16 when training in bf16, else fp32; LoRA
+    weights stay fp32, peft's default) and a tokenizer whose chat template renders prompts
+    exactly as the `local/` provider does at inference."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(LocalModelSpec.parse(str(base_model)).model)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = torch.bfloat16 if bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if not tokenizer.chat_template:  # the provider's plain-text fallback, as a template
@@ -144,7 +154,7 @@ def trainer_args(config: Any, output_dir: Path) -> dict[str, Any]:
         "learning_rate": config.learning_rate,
         "per_device_train_batch_size": config.per_device_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "bf16": torch.cuda.is_available(),
+        "bf16": trains_in_bf16(config.precision),
         # on CPU say so: only then do processes started by torchrun / accelerate form a
         # process group (gloo) instead of each training alone
         "use_cpu": not torch.cuda.is_available(),

@@ -344,6 +344,7 @@ def test_compile_identity_leaves_out_new_options_at_their_default(
     old = json.loads((tmp_path / "old" / "config.json").read_text())["config"]
     new = json.loads((tmp_path / "new" / "config.json").read_text())["config"]
     assert "accept" not in old["sampling"] and "task_only" not in old["reward"]
+    assert "precision" not in old["sft"] and "precision" not in old["rl"]
     assert new["sampling"]["accept"] == "parsed"
 
 

@@ -12,9 +12,13 @@ from pathlib import Path
 import litellm
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoTokenizer
+from trl import SFTTrainer
 
 import gcop.local  # noqa: F401  (registers the local/ provider with LiteLLM)
+from gcop.errors import ConfigError
+from gcop.local.precision import native_bf16, trains_in_bf16
 from gcop.local.provider import prompt_ids
 from gcop.optimizers.rl import RLStageConfig, reinforce
 from gcop.optimizers.sft import SFTStageConfig, as_prompt_completion, finetune, load_base
@@ -85,6 +89,37 @@ def test_sft_adapter_serves_through_the_local_provider(
 
     tuned = reply(f"local/{tiny_model}?adapter={sft_run[1]}")
     assert tuned and tuned != reply(f"local/{tiny_model}")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_sft_trains_in_the_asked_precision_and_saves_an_fp32_adapter(
+    tiny_model: str, tmp_path: Path, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = {}
+    real_init = SFTTrainer.__init__
+
+    def spy(self, model, args, **kwargs):  # what the trainer is handed, not a replacement
+        seen["base"] = next(p.dtype for n, p in model.named_parameters() if "lora" not in n)
+        seen["bf16"] = args.bf16
+        real_init(self, model=model, args=args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "__init__", spy)
+    config = SFTStageConfig(epochs=3, precision=precision, **FAST_SFT)
+    adapter = finetune(tiny_model, EXAMPLES, config, tmp_path)
+    bf16 = precision == "bf16"
+    assert seen == {"base": torch.bfloat16 if bf16 else torch.float32, "bf16": bf16}
+    loss = losses(tmp_path)
+    assert loss[-1] < loss[0] - 0.1  # it learns in either precision
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert weights and {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_precision_auto_follows_the_hardware_and_typos_are_refused() -> None:
+    assert trains_in_bf16("auto") is native_bf16()
+    assert trains_in_bf16("bf16") and not trains_in_bf16("fp32")
+    for config in (SFTStageConfig, RLStageConfig):
+        with pytest.raises(ConfigError, match="'auto', 'bf16', 'fp32'"):
+            config(precision="fp16")
 
 
 def test_a_finished_stage_returns_without_training(
