@@ -8,8 +8,8 @@ precision, each in its own process (so each peak RSS is its own), same seed and 
         --accepted runs/headline-cpu/seed-0/sample/accepted.jsonl
 
 Prints a markdown table (seconds per optimizer step by the Trainer's clock, so without
-loading, the speed-up, peak RSS, the loss at each step)
-and writes the rows as JSON to `--out`. The loss curves show whether bf16 changes what is
+loading; the speed-up; peak RSS; the loss at each step) and writes the rows as JSON to
+`--out`. The loss curves show whether bf16 changes what is
 learned; the seconds whether it is worth it (on a CPU without native bf16 it is emulated
 and slower: `gcop.local.precision.native_bf16` says which this is).
 """
@@ -62,7 +62,7 @@ def train_once(args: argparse.Namespace) -> dict:
         "rows": len(examples),
         "wall_s": round(wall, 1),  # with loading the model and the data
         "s_per_step": round(train_s / args.steps, 2),  # the Trainer's own clock: steps only
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "loss": [round(r["loss"], 4) for r in log if "loss" in r],
     }
     write_json(args.row_out, row)
@@ -101,12 +101,12 @@ def main() -> None:
     base = rows[0]["s_per_step"]
     print(f"\n{args.guide}, {args.steps} steps of {args.batch_size} rows, "
           f"native bf16 on this machine: {native_bf16()}\n")  # fmt: skip
-    print("| precision | s/step | speed-up | whole run s | peak RSS GB | loss per step |")
+    print("| precision | s/step | speed-up | whole run s | peak RSS GiB | loss per step |")
     print("|---|---:|---:|---:|---:|---|")
     for row in rows:
         losses = " ".join(f"{x:.3f}" for x in row["loss"])
         print(f"| {row['precision']} | {row['s_per_step']} | {base / row['s_per_step']:.2f}x | "
-              f"{row['wall_s']} | {row['peak_rss_gb']} | {losses} |")  # fmt: skip
+              f"{row['wall_s']} | {row['peak_rss_gib']} | {losses} |")  # fmt: skip
     if args.out:
         write_json(args.out, {
             "guide": args.guide, "rows": rows, "native_bf16": native_bf16(),
