@@ -43,6 +43,7 @@ from gcop.optimizers.sampling import (
     REFERENCE_SOURCES,
     Attempt,
     SamplingConfig,
+    examples_by_key,
     sample_strategies,
     write_sampling,
 )
@@ -393,15 +394,10 @@ def demo_block(accepted: list[Attempt], shots: int, seed: int) -> list[Attempt]:
     return (accepted[start:] + accepted[:start])[: min(shots, len(accepted))]
 
 
-def _by_id(trainset) -> dict[str, dspy.Example]:
-    """Training examples by the id an `Attempt` names them with (`id`, else the position)."""
-    return {str(e.get("id", i)): e for i, e in enumerate(trainset)}
-
-
 def sft_examples(guide: Guide, trainset, accepted: list[Attempt]) -> list[dict[str, Any]]:
     """Stage 2's training rows: the guide's inference prompt for each accepted strategy's
     problem, with the strategy (parsed, so in its canonical form) as the reply."""
-    by_id = _by_id(trainset)
+    by_id = examples_by_key(trainset)
     return [
         guide.format_training_example(
             guide.strategy_type.parse(a.strategy), **dict(by_id[a.example_id].inputs())
@@ -415,7 +411,7 @@ def _few_shot(
 ) -> Guide:
     """The untrained guide with a seed's block of accepted strategies as demonstrations
     (none accepted: no demos)."""
-    by_id = _by_id(trainset)
+    by_id = examples_by_key(trainset)
     demos = [
         dspy.Example(**dict(by_id[a.example_id].inputs()),
                      strategy=guide.strategy_type.parse(a.strategy))

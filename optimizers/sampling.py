@@ -189,16 +189,17 @@ def sample_strategies(
         result.accepted = metric(example, outcome) > 0
         return result
 
-    def from_reference(source: str, example: dspy.Example) -> Attempt:
-        result = Attempt(str(example.get("id", "")), 0, "", source=source)
+    def from_reference(source: str, example: dspy.Example, example_id: str) -> Attempt:
+        result = Attempt(example_id, 0, "", source=source)
         strategy = strategy_type.from_reference(example, givens_only=REFERENCE_SOURCES[source])
         if strategy is None:
             result.verdict, result.reason = "no_reference", "no plan derivable from the solution"
             return result
         return judge(example, result, strategy)
 
-    def from_teacher(writer: Teacher, source: str, example: dspy.Example, sample: int) -> Attempt:
-        example_id = str(example.get("id", ""))
+    def from_teacher(
+        writer: Teacher, source: str, example: dspy.Example, example_id: str, sample: int
+    ) -> Attempt:
         inputs = dict(example.inputs())
         if config.show_reference:
             inputs[REFERENCE_FIELD] = str(example.get("solution") or example.get("reference") or "")
@@ -217,7 +218,10 @@ def sample_strategies(
     jobs = []
     for source in sources:
         if isinstance(source, str) and source in REFERENCE_SOURCES:
-            jobs += [functools.partial(from_reference, source, example) for example in trainset]
+            jobs += [
+                functools.partial(from_reference, source, example, example_key(example, i))
+                for i, example in enumerate(trainset)
+            ]
             continue
         name = source if isinstance(source, str) else source.model
         adapter = "plain" if config.constrained else program.guide.adapter_name
@@ -225,13 +229,25 @@ def sample_strategies(
                          max_tokens=config.max_tokens, adapter=adapter,
                          constrained=config.constrained)  # fmt: skip
         jobs += [
-            functools.partial(from_teacher, writer, name, example, j)
-            for example in trainset
+            functools.partial(from_teacher, writer, name, example, example_key(example, i), j)
+            for i, example in enumerate(trainset)
             for j in range(config.candidates)
         ]
     with ThreadPoolExecutor(max_workers=max(1, config.num_threads)) as pool:
         attempts = list(pool.map(lambda job: job(), jobs))
     return SamplingResult(attempts, _keep(attempts, config.keep))
+
+
+def example_key(example: dspy.Example, position: int) -> str:
+    """The name an `Attempt` gives its training problem: its `id`, else its position in the
+    trainset. The one rule stage 1 writes and stages 2-3 and the AS demos read back by."""
+    value = example.get("id")
+    return str(position) if value is None else str(value)
+
+
+def examples_by_key(trainset) -> dict[str, dspy.Example]:
+    """The training problems by `example_key`: what an accepted strategy's problem is."""
+    return {example_key(example, i): example for i, example in enumerate(trainset)}
 
 
 def _keep(attempts: list[Attempt], keep: str) -> list[Attempt]:

@@ -102,3 +102,25 @@ def test_training_example_is_the_inference_prompt_plus_the_strategy(api) -> None
     assert data["messages"][-1]["role"] == "assistant"
     assert data["messages"][-1]["content"] == "1. Read the numbers.\n2. Add them."
     assert guide.read(data["messages"][-1]["content"]) == plan
+
+
+def test_a_trainset_without_ids_names_problems_by_position_for_every_stage(
+    api, fresh_cache
+) -> None:
+    """Stage 1 names each attempt's problem; stage 2 must find that problem again by name."""
+    from gcop.optimizers.exectune import sft_examples
+
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    trainset = [
+        dspy.Example(question=f"trick What is {n} plus {10 * n}?", answer=str(11 * n),
+                     solution=f"Add {n} + {10 * n} = <<{n}+{10 * n}={11 * n}>>{11 * n} apples."
+                     f"\n#### {11 * n}").with_inputs("question")
+        for n in (2, 4)
+    ]  # fmt: skip
+    result = sample_strategies(program, trainset, teacher="reference", metric=gsm8k_metric,
+                               config=SamplingConfig(num_threads=2))  # fmt: skip
+    assert sorted(a.example_id for a in result.accepted) == ["0", "1"]
+    rows = sft_examples(program.guide, trainset, result.accepted)
+    for attempt, row in zip(result.accepted, rows, strict=True):
+        question = trainset[int(attempt.example_id)].question
+        assert question in json.dumps(row)
