@@ -183,6 +183,14 @@ def compile_options(
     threads: Annotated[
         int, typer.Option(min=1, help="dev examples scored concurrently (raise on a GPU)")
     ] = 16,
+    exec_samples: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="sampled strategies per dev problem for each stage's guide-averaged "
+            "executability (0: the greedy strategy only; each sample is a guide and a core call)",
+        ),
+    ] = 4,
     budget_dollars: Annotated[
         float | None, typer.Option(help="stop new calls past this spend")
     ] = None,
@@ -218,7 +226,7 @@ def compile_command(optimizer_cls: type, task: str, **options: Any) -> None:
         sources if len(sources) > 1 else sources[0], task_obj.metric,
         stages=tuple(s.strip() for s in options["stages"].split(",") if s.strip()),
         cost_weight=configs["reward"].cost_weight, output_dir=output_dir, seed=options["seed"],
-        eval_threads=options["threads"], **configs,
+        eval_threads=options["threads"], exec_samples=options["exec_samples"], **configs,
     )  # fmt: skip
     guide, core = options["guide"], options["core"]
     # a finished stage 1 is read back: a later `--stages sft,rl` run needs no teacher weights

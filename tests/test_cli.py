@@ -82,7 +82,8 @@ def test_compile_stage_one_from_the_command_line(tiny_model: str, tmp_path: Path
     model = f"local/{tiny_model}"
     args = ["compile", "gsm8k", "--guide", model, "--core", model, "--teacher",
             f"{model},reference-givens", "--stages", "sample", "--limit", "2", "--dev-limit",
-            "2", "--candidates", "1", "--output-dir", str(tmp_path)]  # fmt: skip
+            "2", "--candidates", "1", "--exec-samples", "2",
+            "--output-dir", str(tmp_path)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "sample" / "summary.json").read_text())
@@ -90,6 +91,7 @@ def test_compile_stage_one_from_the_command_line(tiny_model: str, tmp_path: Path
     assert set(summary["by_source"]) == {model, "reference-givens"}
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["dev"]) == {"core", "untrained", "sample"}
+    assert report["dev"]["sample"]["guide_averaged_executability"]["samples"] == 2
     assert (tmp_path / "report.png").exists() and (tmp_path / "program" / "program.json").exists()
     assert "acceptance rate" in " ".join(result.output.split())
 
