@@ -16,10 +16,13 @@ demos it was shown? For a trained guide (`--guide 'local/...?adapter=<dir>' --sh
 `--control-shots 3` keeps the control the AS stage's. `--guided-core-demos` gives the
 guided core the same problems too, each with the plan the guide was shown and its worked
 solution (question -> plan -> working -> answer): does the guide's plan add anything once
-the core has the demos? `--split test --limit 300` reruns the headline's AS stage on its
-test problems (every call from the cache when the headline ran) and splits the comparison
-by whether the plan the core read states the gold answer (deployment has no gold answer to
-reject it with).
+the core has the demos? `--ceiling reference` also runs the core on the reference plans
+(the near-oracle plans of the ceiling table; `--ceiling givens`: the same with every value
+the question does not state hidden), and with `--guided-core-demos` the core shown the
+demos too: is there room above the best prompt for any plan? `--split test --limit 300`
+reruns the headline's AS stage on its test problems (every call from the cache when the
+headline ran) and splits the comparison by whether the plan the core read states the gold
+answer (deployment has no gold answer to reject it with).
 Every call goes through the call cache. Prints one JSON line; `--out` keeps every plan.
 """
 
@@ -84,6 +87,13 @@ def main() -> None:
         action="store_true",
         help="also the guided core shown them, each with its plan (implies --core-demos)",
     )
+    add(
+        "--ceiling",
+        choices=("reference", "givens"),
+        help="also the core on plans derived from the reference solution (with the demos "
+        "too, under --guided-core-demos): the room a plan leaves above that prompt; "
+        "'givens' hides every value the question does not state (structure only)",
+    )
     add("--threads", type=int, default=32)
     add("--out", type=Path)
     args = parser.parse_args()
@@ -140,10 +150,14 @@ def main() -> None:
             row["guided_with_demos"] = task.metric(
                 example, guided_core_with_demos(**inputs, strategy=text)
             )
-        if args.core_instruction == "verify":
-            reference = plan_type.from_reference(example)
+        if args.ceiling or args.core_instruction == "verify":
+            reference = plan_type.from_reference(example, givens_only=args.ceiling == "givens")
             ref_text = reference.render() if reference and reference.check(example).ok else None
             row["ceiling"] = task.metric(example, core(**inputs, strategy=ref_text))
+            if args.ceiling and guided_core_with_demos is not None:
+                row["ceiling_with_demos"] = task.metric(
+                    example, guided_core_with_demos(**inputs, strategy=ref_text)
+                )
         return row
 
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
@@ -151,6 +165,7 @@ def main() -> None:
     result = {"guide": args.guide, "core": args.core, "demos": args.demos, "shots": args.shots,
               "control_shots": args.control_shots, "seed": args.seed, "split": args.split,
               "mask_unstated": args.mask_unstated, "core_instruction": args.core_instruction,
+              "ceiling_plans": args.ceiling,
               "n": len(rows), "usable_plans": sum(r["plan"] is not None for r in rows),
               "verdicts": dict(Counter(r["verdict"] for r in rows))}  # fmt: skip
     alone = [r["alone"] for r in rows]
@@ -163,16 +178,22 @@ def main() -> None:
         part = [r for r in rows if r["leaks"] is leaks]
         result[label] = {"n": len(part), **paired([r["alone"] for r in part],
                                                   [r["guided"] for r in part])}  # fmt: skip
-    if args.core_instruction == "verify":
+    if "ceiling" in rows[0]:
         result["ceiling"] = paired(alone, [r["ceiling"] for r in rows])
     if core_with_demos is not None:  # is the guide's gain the demos it was shown?
         with_demos = [r["alone_with_demos"] for r in rows]
         result["alone_with_demos"] = paired(alone, with_demos)
         result["guided_vs_alone_with_demos"] = paired(with_demos, [r["guided"] for r in rows])
+        if "ceiling" in rows[0]:
+            result["ceiling_vs_alone_with_demos"] = paired(with_demos, [r["ceiling"] for r in rows])
     if guided_core_with_demos is not None:  # does the plan add anything to the demos?
         both = [r["guided_with_demos"] for r in rows]
         result["guided_with_demos"] = paired(alone, both)
         result["guided_with_demos_vs_alone_with_demos"] = paired(with_demos, both)
+        if "ceiling_with_demos" in rows[0]:  # the room above the best prompt
+            ceiling = [r["ceiling_with_demos"] for r in rows]
+            result["ceiling_with_demos"] = paired(alone, ceiling)
+            result["ceiling_with_demos_vs_alone_with_demos"] = paired(with_demos, ceiling)
     print(json.dumps(result), flush=True)
     if args.out:
         write_json(args.out, {"summary": result, "problems": rows})
