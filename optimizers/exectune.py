@@ -456,18 +456,19 @@ def _source_names(teacher) -> str | list[str] | None:
 
 
 def _price_per_token(model: str) -> tuple[float, float]:
-    """(input, output) dollars per token of `model` as LiteLLM prices it; a local model is
-    priced when loaded, so one tiny call registers it first."""
+    """(input, output) dollars per token of the guide: a local guide at the price its size
+    gives it, read from the checkpoint (the trainer holds the model: no second copy is
+    loaded for a price); an API model as LiteLLM prices it (0 when it does not)."""
     import litellm
 
-    if model not in litellm.model_cost:
-        try:
-            litellm.completion(model=model, messages=[{"role": "user", "content": "hi"}],
-                               max_tokens=1)  # fmt: skip
-        except Exception:  # unpriced: the reward then charges the core's cost alone
-            return 0.0, 0.0
-    entry = litellm.model_cost.get(model, {})
-    return entry.get("input_cost_per_token", 0.0), entry.get("output_cost_per_token", 0.0)
+    from gcop.local import price_per_token
+
+    if model.startswith("local/"):
+        return price_per_token(model)
+    # LiteLLM's map names most models without their provider; unpriced: 0, and the reward
+    # then charges the core's cost alone (get_model_info would print a banner to stdout)
+    entry = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1], {})
+    return entry.get("input_cost_per_token") or 0.0, entry.get("output_cost_per_token") or 0.0
 
 
 def _teacher_lm(teacher: str | dspy.BaseLM | list | dspy.Module) -> str | dspy.BaseLM | list:

@@ -118,3 +118,19 @@ def test_lora_adapter_changes_the_model(tiny_model: str, tmp_path: Path) -> None
 def test_bad_model_strings_fail_before_any_call(model: str, error, message: str) -> None:
     with pytest.raises(error, match=message):
         check_model(model)
+
+
+def test_a_local_price_is_read_without_loading_the_model(tiny_model: str, tmp_path: Path) -> None:
+    """The RL reward prices the guide the trainer holds: reading the price must not load a
+    second copy, and must be the price a real call is then charged at."""
+    from gcop.local import price_per_token
+    from tests.test_engines import _adapter
+
+    with_adapter = adapter_spec(tiny_model, _adapter(tiny_model, tmp_path / "adapter"))
+    MODELS.unload()
+    rate_in, rate_out = price_per_token(with_adapter)
+    assert MODELS.engines() == {} and rate_in > 0 and rate_out > rate_in
+    response = complete(with_adapter, max_tokens=5, temperature=0)
+    usage = response.usage
+    expected = usage.prompt_tokens * rate_in + usage.completion_tokens * rate_out
+    assert litellm.completion_cost(completion_response=response) == pytest.approx(expected)

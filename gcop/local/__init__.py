@@ -5,7 +5,7 @@ import os
 # LiteLLM fetches its cost map from the network at import unless told to use its local copy
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from gcop.local.provider import MODELS, adapter_spec, register
+from gcop.local.provider import MODELS, adapter_spec, price_per_token, register
 from gcop.local.registry import DEFAULT_MODEL, REGISTRY, list_models, pull, resolve
 from gcop.local.spec import LocalModelSpec
 
@@ -13,5 +13,5 @@ register()
 
 __all__ = [
     "DEFAULT_MODEL", "MODELS", "REGISTRY", "LocalModelSpec", "adapter_spec", "list_models",
-    "pull", "resolve",
+    "price_per_token", "pull", "resolve",
 ]  # fmt: skip

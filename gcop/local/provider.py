@@ -145,6 +145,18 @@ class LocalModels:
         return LoadedModel(spec, "ct2", tokenizer, generator, params, generator.model)
 
 
+def price_per_token(model: str) -> tuple[float, float]:
+    """(input, output) dollars per token of a local model string, at the price it is
+    registered with when loaded, read from its checkpoint's headers: nothing is loaded.
+
+    For what prices a model without calling it: the RL reward prices the guide while the
+    trainer holds it, and loading a second copy for its price (a one-token call) kept a
+    merged fp32 1.5B guide, 7 GB, resident through the whole RL run."""
+    spec = LocalModelSpec.parse(model)
+    rate_in, rate_out = pricing.price_of(model, _count_params(resolve(spec.model)))
+    return rate_in / 1e6, rate_out / 1e6
+
+
 def _count_params(source) -> int:
     """Parameters of a checkpoint, from its safetensors headers (no weights are read), so
     that a ct2 model is priced like the same model on the torch loop."""
