@@ -376,6 +376,8 @@ class ExecTune(GcopOptimizer):
                 "verdicts": dict(Counter(o.verdict for o in report.outcomes if o.verdict)),
             }
             self.report["ledger"] = default_cache().ledger.as_dict()
+        if isinstance(program, GCoP):
+            _release_trained_guide(program.guide)
 
     def _write_json(self, name: str, data: Any) -> None:
         """Paths inside the run folder are written relative to it (reports move machines)."""
@@ -515,6 +517,17 @@ def _local_base(guide: Guide) -> str:
             "use a local/<name-or-path> guide (e.g. local/smollm2-135m-instruct)"
         )
     return LocalModelSpec.parse(model).with_adapter(None).format()
+
+
+def _release_trained_guide(guide: Guide) -> None:
+    """Free the serving copy of a trained guide once its stage is scored: the next stage
+    would otherwise train beside it (a merged fp32 1.5B guide holds 7 GB). Only adapters are
+    released: the untrained base may be the core too. A later call loads it again."""
+    from gcop.local import MODELS
+
+    model = guide.lm.model
+    if model.startswith("local/") and LocalModelSpec.parse(model).adapter:
+        MODELS.unload(model)
 
 
 def _guide_with_adapter(guide: Guide, base: str, adapter: Path) -> Guide:
