@@ -149,9 +149,9 @@ def price_per_token(model: str) -> tuple[float, float]:
     """(input, output) dollars per token of a local model string, at the price it is
     registered with when loaded, read from its checkpoint's headers: nothing is loaded.
 
-    For what prices a model without calling it: the RL reward prices the guide while the
-    trainer holds it, and loading a second copy for its price (a one-token call) kept a
-    merged fp32 1.5B guide, 7 GB, resident through the whole RL run."""
+    For callers that need a price without a call: the RL reward prices the guide while the
+    trainer holds it, and a one-token call for the price loaded a second, merged fp32 copy
+    of a 1.5B guide (7 GB) that stayed resident through the whole RL run."""
     spec = LocalModelSpec.parse(model)
     rate_in, rate_out = pricing.price_of(model, _count_params(resolve(spec.model)))
     return rate_in / 1e6, rate_out / 1e6
