@@ -44,7 +44,7 @@ from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.metrics import wilson  # noqa: E402
 from gcop.optimizers.exectune import _few_shot, core_with_guide_demos, demo_block  # noqa: E402
-from gcop.optimizers.sampling import Attempt  # noqa: E402
+from gcop.optimizers.sampling import Attempt, examples_by_key  # noqa: E402
 from gcop.program import Core, GCoP, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
 from gcop.stats import discordant, mcnemar_exact  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> None:
 
     task = get_task(args.task)
     dev = select_examples(task, args.split, args.limit, 0)
-    train = {str(e.id): e for e in select_examples(task, "train", args.train, 0)}
+    train = examples_by_key(select_examples(task, "train", args.train, 0))
     plan_type = task.strategy_type
     accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
     if args.demos == "givens":  # the same problems' plans, without the unstated values

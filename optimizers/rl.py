@@ -17,7 +17,7 @@ from typing import Any
 
 from gcop.atomic import write_json
 from gcop.errors import ConfigError
-from gcop.local.precision import check_precision, trains_in_bf16
+from gcop.local.precision import check_precision, precision_field, trains_in_bf16
 from gcop.optimizers.base import ADAPTER, StageDir
 from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
@@ -63,11 +63,7 @@ class RLStageConfig:
         default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for sampling, LoRA init, data order"})
-    precision: str = field(
-        default="auto",
-        metadata={"help": "'bf16', 'fp32', or 'auto': bf16 where the hardware computes it "
-                  "natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32"},
-    )  # fmt: skip
+    precision: str = precision_field()
     use_vllm: bool = field(
         default=False,
         metadata={"help": "generate the GRPO groups with vLLM (CUDA only, `pip install vllm`)"},

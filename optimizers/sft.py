@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.atomic import atomic_dir, write_json
-from gcop.local.precision import check_precision, trains_in_bf16
+from gcop.local.precision import check_precision, precision_field, trains_in_bf16
 from gcop.local.registry import resolve
 from gcop.local.spec import LocalModelSpec
 from gcop.optimizers.base import ADAPTER, StageDir
@@ -65,11 +65,7 @@ class SFTStageConfig:
         default=2, metadata={"help": "newest checkpoints kept on disk (None: all)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for LoRA init and data order"})
-    precision: str = field(
-        default="auto",
-        metadata={"help": "'bf16', 'fp32', or 'auto': bf16 where the hardware computes it "
-                  "natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32"},
-    )  # fmt: skip
+    precision: str = precision_field()
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

@@ -9,9 +9,21 @@ slower, so "auto" keeps fp32 there. The choice is one function so that the SFT a
 
 from __future__ import annotations
 
+from dataclasses import field
+from typing import Any
+
 from gcop.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def precision_field() -> Any:
+    """The `precision` field every training stage's config has (one default, one help)."""
+    return field(
+        default="auto",
+        metadata={"help": "'bf16', 'fp32', or 'auto': bf16 where the hardware computes it "
+                  "natively (CUDA; CPUs with AMX or AVX512-BF16), else fp32"},
+    )  # fmt: skip
 
 
 def check_precision(precision: str) -> None:
