@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import litellm
 import torch
 
-import gcop.local  # noqa: F401  (registers the local/ provider with LiteLLM)
+import gcop.local.provider  # noqa: F401  (registers the local/ provider with LiteLLM)
 
 
 def one(model: str, i: int, tokens: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -20,15 +21,11 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
-import litellm  # noqa: E402
 from dspy.clients.lm15_boundary import request_kwargs, response_value  # noqa: E402
 from dspy.utils.exceptions import LMError  # noqa: E402
 
 from gcop.calls import CallCache, default_cache  # noqa: E402
 from gcop.errors import GcopError, ModelStringError  # noqa: E402
-from gcop.local import register as _register_local_provider  # noqa: E402
-
-litellm.suppress_debug_info = True
 
 
 class _NoTruncationWarnings(logging.Filter):
@@ -40,7 +37,20 @@ class _NoTruncationWarnings(logging.Filter):
 
 
 logging.getLogger("dspy.clients.lm").addFilter(_NoTruncationWarnings())
-_register_local_provider()  # `local/...` models: gcop's in-process LiteLLM provider
+
+
+@functools.cache
+def _litellm():
+    """LiteLLM with gcop's `local/` provider registered, imported on first use: importing
+    LiteLLM (and the provider's torch) takes seconds, which `gcop compile --help` and every
+    other import of this module should not pay."""
+    import litellm
+
+    import gcop.local.provider  # noqa: F401  (registers `local/...` models with LiteLLM)
+
+    litellm.suppress_debug_info = True
+    return litellm
+
 
 CLIENT_OPTIONS = frozenset(
     {"api_key", "api_base", "base_url", "api_version", "organization", "project", "headers",
@@ -77,6 +87,7 @@ class CachedLiteLLMEngine:
         self, model: str, client: dict[str, Any], num_retries: int, cache: CallCache | None
     ) -> None:
         self.model, self.client, self.num_retries, self.cache = model, client, num_retries, cache
+        _litellm()  # imported here, in the thread that builds the LM, not in 32 calling ones
 
     def complete(self, request):
         params = request_kwargs(request, "chat")
@@ -87,7 +98,7 @@ class CachedLiteLLMEngine:
 
         def compute() -> tuple[dict[str, Any], float]:
             with _model_slots.get(self.model) or contextlib.nullcontext():
-                response = litellm.completion(
+                response = _litellm().completion(
                     model=self.model, messages=messages, num_retries=self.num_retries,
                     **params, **self.client,
                 )  # fmt: skip
@@ -166,7 +177,7 @@ class GcopLM(dspy.LM):
 def _response_cost(response) -> float:
     """LiteLLM's price for the response; 0.0 for a model LiteLLM has no price for."""
     try:
-        return float(litellm.completion_cost(completion_response=response) or 0.0)
+        return float(_litellm().completion_cost(completion_response=response) or 0.0)
     except Exception:  # litellm raises a bare Exception for unmapped models
         return 0.0
 
@@ -175,6 +186,7 @@ def check_model(model: str) -> str:
     """Fail before any money is spent: a malformed string, an unknown provider, a missing
     local model. Local models are resolved (and registered ones pulled) here."""
     check_model_string(model)
+    litellm = _litellm()  # a checked model is one LiteLLM can call (`local/` registered)
     provider, _, name = model.partition("/")
     if provider == "local":
         from gcop.local.engines import require_engine

@@ -45,6 +45,23 @@ def test_importing_gcop_and_its_cli_loads_nothing_heavy_and_sets_nothing() -> No
     assert out.stdout.split("\n")[:2] == ["[]", "True"]
 
 
+def test_command_help_loads_neither_litellm_nor_torch() -> None:
+    """`gcop compile --help` builds its options from the optimizer's config dataclasses, which
+    import `gcop.lm` and `gcop.local`'s light modules: LiteLLM and torch (seconds each) wait
+    for a call, and `gcop.local`'s provider still registers itself when first used."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from gcop.cli import app; "
+        "out = CliRunner().invoke(app, ['compile', '--help']); assert out.exit_code == 0, out; "
+        "assert '--rl-learning-rate' in out.output; "
+        "print([m for m in ('torch', 'litellm') if m in sys.modules]); "
+        "from gcop.local import MODELS; import litellm; "
+        "print(any(e['provider'] == 'local' for e in litellm.custom_provider_map))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
 # --- the boundary: the kernel reaches programs and optimizers only through the registry ---
 
 OUTER = ("gcop.optimizers", "gcop.programs")

@@ -207,7 +207,7 @@ import os, sys
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 sys.modules["llguidance"] = None  # as if not installed: importing it raises ImportError
 import litellm
-import gcop.local  # registers the local/ provider with LiteLLM
+import gcop.local.provider  # registers the local/ provider with LiteLLM
 messages = [{{"role": "user", "content": "hi"}}]
 model = "local/{tiny_model}"
 assert litellm.completion(model=model, messages=messages, max_tokens=3).choices

@@ -10,7 +10,7 @@ import litellm
 import pytest
 import torch
 
-import gcop.local  # noqa: F401  (registers the local/ provider with LiteLLM)
+import gcop.local.provider  # noqa: F401  (registers the local/ provider with LiteLLM)
 from gcop.errors import ModelNotFoundError, ModelStringError
 from gcop.lm import check_model
 from gcop.local import MODELS, adapter_spec, pricing

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 from trl import SFTTrainer
 
-import gcop.local  # noqa: F401  (registers the local/ provider with LiteLLM)
+import gcop.local.provider  # noqa: F401  (registers the local/ provider with LiteLLM)
 from gcop.errors import ConfigError
 from gcop.local.precision import native_bf16, trains_in_bf16
 from gcop.local.provider import prompt_ids

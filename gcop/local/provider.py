@@ -325,6 +325,7 @@ def register() -> None:
 
 
 HANDLER = LocalProvider()
+register()  # importing the provider is what makes `local/` model strings work in LiteLLM
 
 
 def adapter_spec(base: str, adapter: str | Path) -> str:
