@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--heavy-runs", type=int, default=3, help="runs of the heavy commands")
     parser.add_argument("--write", type=Path, help="append the section to this markdown file")
     args = parser.parse_args()
+    load = os.getloadavg()[0]  # how busy the machine was: the absolute times depend on it
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for run in range(args.runs):
         for name, command in COMMANDS.items():
@@ -57,10 +58,10 @@ def main() -> None:
         "",
         f"    python benchmarks/cli_startup.py --runs {args.runs} --heavy-runs {args.heavy_runs}",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} CPUs (shared with "
-        f"other jobs), Python {platform.python_version()}; n={args.runs} fresh processes per "
-        f"command (n={args.heavy_runs} for the last two), interleaved; median and range in "
-        "seconds.",
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} CPUs (load average "
+        f"{load:.1f} when it started), Python {platform.python_version()}; n={args.runs} fresh "
+        f"processes per command (n={args.heavy_runs} for the last two), interleaved; median and "
+        "range in seconds.",
         "",
         "| command | n | median s | min-max s | x `gcop --help` |",
         "|---|---:|---:|---:|---:|",
