@@ -1,7 +1,7 @@
 """The `local/` provider: in-process Hugging Face models behind LiteLLM.
 
 Importing this package is cheap. The provider itself (LiteLLM, torch, CTranslate2: seconds
-to import) loads on first use of `MODELS`, `register`, `adapter_spec` or `price_per_token`,
+to import) loads on first use of `MODELS`, `register` or `price_per_token`,
 or on `import gcop.local.provider`, and registers itself with LiteLLM then. So the light
 submodules (`spec`, `registry`, `precision`) cost nothing to import: `gcop compile --help`
 builds its options from config dataclasses that name them.
@@ -13,9 +13,9 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from gcop.local.registry import DEFAULT_MODEL, REGISTRY, list_models, pull, resolve  # noqa: E402
-from gcop.local.spec import LocalModelSpec  # noqa: E402
+from gcop.local.spec import LocalModelSpec, adapter_spec  # noqa: E402
 
-_PROVIDER_NAMES = frozenset({"MODELS", "adapter_spec", "price_per_token", "register"})
+_PROVIDER_NAMES = frozenset({"MODELS", "price_per_token", "register"})
 
 
 def __getattr__(name: str):

@@ -326,8 +326,3 @@ def register() -> None:
 
 HANDLER = LocalProvider()
 register()  # importing the provider is what makes `local/` model strings work in LiteLLM
-
-
-def adapter_spec(base: str, adapter: str | Path) -> str:
-    """The `local/` model string for `base` with a LoRA adapter."""
-    return LocalModelSpec.parse(base).with_adapter(adapter).format()

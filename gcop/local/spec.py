@@ -111,3 +111,8 @@ class LocalModelSpec:
     def base(self) -> LocalModelSpec:
         """The model alone: no adapter, no engine choice."""
         return LocalModelSpec(self.model)
+
+
+def adapter_spec(base: str, adapter: str | Path) -> str:
+    """The `local/` model string for `base` with a LoRA adapter."""
+    return LocalModelSpec.parse(base).with_adapter(adapter).format()
