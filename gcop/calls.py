@@ -1,6 +1,7 @@
 """The one layer every model call goes through: a disk cache and a cost ledger.
 
-Guide, core and teacher calls are keyed by model, messages and the sampling parameters,
+Guide, core and teacher calls are keyed by model, messages and the sampling parameters
+(and, for a `local/` model, the engine that decodes it: `gcop.lm.engine_key_params`),
 plus a sample index when the call samples (temperature > 0 or n > 1), so that a rerun gets
 the same samples and a new sample index gets a new one. A hit returns the stored response
 *with* its stored usage and cost: the cost of a strategy does not depend on whether it was

@@ -80,6 +80,20 @@ _model_slots: dict[str, threading.BoundedSemaphore | None] = {}
 default to 16; local ones are unlimited since their batcher wants many at once)."""
 
 
+def engine_key_params(model: str) -> dict[str, str]:
+    """What a cache key needs beyond the request: for a `local/` model, the engine that
+    decodes it (a ct2 int8 reply and a torch one differ, so `local/x` must not answer from a
+    cached reply of the other engine). Only the key sees it; remote models add nothing, so
+    their cached (paid) calls keep their keys."""
+    provider, _, name = model.partition("/")
+    if provider != "local":
+        return {}
+    from gcop.local.engines import choose_engine
+    from gcop.local.spec import LocalModelSpec
+
+    return {"local_engine": choose_engine(LocalModelSpec.parse(name))}
+
+
 class CachedLiteLLMEngine:
     """A DSPy engine: one request -> `litellm.completion`, through gcop's call cache."""
 
@@ -88,6 +102,7 @@ class CachedLiteLLMEngine:
     ) -> None:
         self.model, self.client, self.num_retries, self.cache = model, client, num_retries, cache
         _litellm()  # imported here, in the thread that builds the LM, not in 32 calling ones
+        self.key_params = engine_key_params(model)
 
     def complete(self, request):
         params = request_kwargs(request, "chat")
@@ -104,9 +119,9 @@ class CachedLiteLLMEngine:
                 )  # fmt: skip
             return response.model_dump(), _response_cost(response)
 
-        body, record = cache.call(
-            self.model, messages, params, rollout_id=_sample.get(), compute=compute
-        )
+        keyed = {**params, **self.key_params}  # the key sees the engine; the call does not
+        body, record = cache.call(self.model, messages, keyed, rollout_id=_sample.get(),
+                                  compute=compute)  # fmt: skip
         return response_value(body, "chat", request)
 
     def stream(self, request):

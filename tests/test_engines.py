@@ -270,3 +270,23 @@ def test_a_batch_keeps_gathering_while_requests_keep_arriving() -> None:
     batch = gather_batch(source, window_s=0.5, limit=1000, max_wait_s=0.2)
     feeder.join()
     assert 1 <= len(batch) < 100
+
+
+def test_a_cached_reply_answers_only_the_engine_that_decoded_it(
+    tiny_model: str, tmp_path: Path, fresh_cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`local/<model>` decodes on ct2 here and on torch where ctranslate2 is missing (or on a
+    GPU): the same model string, two different replies, so two cache entries."""
+    from gcop.lm import GcopLM
+
+    model = f"local/{tiny_model}"
+    adapter = _adapter(tiny_model, tmp_path / "adapter")
+    assert GcopLM(model).engine.key_params == {"local_engine": "ct2"}
+    assert GcopLM(adapter_spec(tiny_model, adapter)).engine.key_params == {"local_engine": "torch"}
+    assert GcopLM("openai/gpt-4o-mini").engine.key_params == {}  # paid calls keep their keys
+    GcopLM(model, max_tokens=6)("What is 3 plus 4?")
+    GcopLM(model, max_tokens=6)("What is 3 plus 4?")
+    assert len(fresh_cache) == 1  # the same engine: a hit
+    monkeypatch.setattr("gcop.local.engines.ct2_installed", lambda: False)
+    GcopLM(model, max_tokens=6)("What is 3 plus 4?")
+    assert len(fresh_cache) == 2  # the torch engine: not answered from the ct2 reply
