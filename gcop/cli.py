@@ -351,10 +351,15 @@ def experiment(
     results_dir: Annotated[
         Path | None, typer.Option(help="where experiment-NAME.json/.md/.png go")
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(help="run nothing: write the results of the cells finished so far"),
+    ] = False,
 ) -> None:
     """Run (or resume) a grid of methods x cores x seeds, one line per cell.
 
-    A cell whose method fails is recorded and the grid goes on; the exit status is then 1."""
+    A cell whose method fails is recorded and the grid goes on; the exit status is then 1.
+    --report-only writes the tables of a grid stopped part-way (or still running)."""
     import dataclasses
 
     from gcop.experiment import load_config, plan_cells, run_experiment
@@ -372,10 +377,13 @@ def experiment(
     def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
         line(cell_line(index, total, cell, result, reused))
 
-    results = run_experiment(config, on_cell=on_cell, log=line)
+    results = run_experiment(config, on_cell=on_cell, log=line, report_only=report_only)
     console.print(experiment_table(results))
     stem = config.results_dir / f"experiment-{config.name}"
     console.print(f"wrote {stem}.json, .md and .png", highlight=False)
+    if unfinished := results["unfinished"]:
+        console.print(f"{len(unfinished)} of {total} cells not yet run (listed in {stem}.md); "
+                      "rerun without --report-only to run them", highlight=False)  # fmt: skip
     if failed := results["failed"]:
         names = ", ".join(f"{f['label']} ({f['core'].rsplit('/', 1)[-1]}, seed {f['seed']})"
                           for f in failed)  # fmt: skip

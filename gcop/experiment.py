@@ -235,8 +235,12 @@ def run_experiment(
     *,
     on_cell: CellCallback | None = None,
     log: Callable[[str], None] = lambda line: None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) every cell of `config`, then write and return the aggregated results."""
+    """Run (or resume) every cell of `config`, then write and return the aggregated results.
+
+    `report_only`: run nothing; aggregate the cells finished so far (a grid stopped part-way,
+    or still running in another process) and list the rest as `unfinished`."""
     from gcop.experiment_report import write_results
     from gcop.registry import get_task, methods
 
@@ -246,13 +250,16 @@ def run_experiment(
     problems = _select(task, config.split, config.limit)
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []
-    _claim_work_dir(config)
-    cells, memo, results = plan_cells(config), {}, []
+    _claim_work_dir(config, create=not report_only)
+    cells, memo, results, unfinished = plan_cells(config), {}, [], []
     with spend_limit(config):
         for index, cell in enumerate(cells):
             path = cell.path(config.work_dir)
             result = finished_cell(path)
             reused = result is not None
+            if result is None and report_only:
+                unfinished.append({"label": cell.label, "core": cell.core, "seed": cell.seed})
+                continue
             if result is None:
                 context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
                                         memo, transfer=cell.transfer, log=log)  # fmt: skip
@@ -261,7 +268,8 @@ def run_experiment(
             results.append(result)
             if on_cell:
                 on_cell(index, len(cells), cell, result, reused)
-    aggregated = aggregate(config, results, [_id(e, i) for i, e in enumerate(problems)])
+    ids = [_id(e, i) for i, e in enumerate(problems)]
+    aggregated = aggregate(config, results, ids, unfinished=unfinished)
     write_results(aggregated, config)
     return aggregated
 
@@ -390,10 +398,16 @@ def _id(example: dspy.Example, index: int) -> str:
     return str(example.get("id", f"#{index}"))
 
 
-def _claim_work_dir(config: ExperimentConfig) -> None:
-    """Refuse to mix cells made under other settings into this experiment's folder."""
+def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
+    """Refuse to mix cells made under other settings into this experiment's folder (or, not
+    `create`-ing it, to report on a folder that holds no run of this experiment)."""
     path = config.work_dir / "experiment.json"
     identity = json.loads(json.dumps(config.identity(), default=str))
+    if not create and not path.exists():
+        raise ConfigError(
+            f"{config.work_dir} holds no run of this experiment to report on; run it first "
+            "(without --report-only), or pass the --work-dir it ran in"
+        )
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != identity:

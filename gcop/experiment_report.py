@@ -63,8 +63,7 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
         f"n={results['n']}, seeds {results['seeds']}",
         "",
         f"Guide `{results['guide']}`, teacher `{results['teacher']}`, {results['train']} "
-        f"training and {results['dev']} dev problems; executability over "
-        f"{results['exec_samples']} sampled strategies per problem. "
+        f"training and {results['dev']} dev problems; {executability_basis(results)}. "
         f"Command: `{results['command']}`; {results['machine']}, {results['date']}.",
         "",
         "Accuracy and costs are mean ± std over seeds; the interval is Wilson's 95% at n "
@@ -85,7 +84,9 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
             cost = (f"{_mean_std(row['cost_per_query'], '.2e')} "
                     f"({row['guide_cost_per_query']['mean']:.1e} / "
                     f"{row['core_cost_per_query']['mean']:.1e})")  # fmt: skip
-            cells = [row["label"], _mean_std(row["accuracy"]),
+            label = row["label"] if row["seeds"] == results["seeds"] else (
+                f"{row['label']} (seeds {', '.join(map(str, row['seeds']))})")  # fmt: skip
+            cells = [label, _mean_std(row["accuracy"]),
                      f"[{interval['low']:.3f}, {interval['high']:.3f}]",
                      _mean_std(row["executability"]), cost,
                      *[_mean_std(row["utility"][str(lam)]) for lam in lambdas],
@@ -106,7 +107,18 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
         for f in results["failed"]:
             error = " ".join(f["error"].split()).replace("|", "\\|")[:300]
             lines.append(f"| {f['label']} | `{f['core']}` | {f['seed']} | {error} |")
+    if results.get("unfinished"):
+        lines += ["", "## cells not yet run (`gcop experiment FILE` runs them)", "",
+                  ", ".join(f"{u['label']} ({u['core'].rsplit('/', 1)[-1]}, seed {u['seed']})"
+                            for u in results["unfinished"])]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def executability_basis(results: dict[str, Any]) -> str:
+    """What the executability column measures: sampled strategies, or the greedy one."""
+    if samples := results["exec_samples"]:
+        return f"guide-averaged executability over {samples} sampled strategies per problem"
+    return "executability of each problem's greedy strategy (no sampled ones: exec_samples = 0)"
 
 
 def plot_frontier(results: dict[str, Any], path: Path) -> None:

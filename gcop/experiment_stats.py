@@ -102,9 +102,13 @@ def best_baselines(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {core: row["label"] for core, row in best.items()}
 
 
-def aggregate(config, cells: list[dict[str, Any]], problem_ids: list[str]) -> dict[str, Any]:
+def aggregate(
+    config, cells: list[dict[str, Any]], problem_ids: list[str],
+    unfinished: list[dict[str, Any]] | tuple = (),
+) -> dict[str, Any]:  # fmt: skip
     """The experiment's results: every row with its statistics, the paired tests, the
-    transfer summary, the failed cells and every cell (scores included)."""
+    transfer summary, the failed cells, the cells not yet run (a report of a grid stopped
+    part-way) and every cell (scores included)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for cell in cells:
         if cell.get("status") != FAILED:  # cells written before statuses existed are ok
@@ -130,6 +134,7 @@ def aggregate(config, cells: list[dict[str, Any]], problem_ids: list[str]) -> di
         "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
         "methods": config.methods, "best_baseline": best, "rows": rows,
         "transfer": transfer_summary(rows), "failed": [failure(c) for c in failed],
+        "unfinished": list(unfinished),
         "cells": cells,
         "command": f"gcop experiment {config.source}" if config.source else None,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",

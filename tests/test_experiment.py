@@ -114,6 +114,22 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert again.exit_code == 0, again.output
     assert again.output.count("done earlier") == 4 and api.model.requests == served
 
+    # --report-only on a grid stopped part-way (one cell gone, a method added): the finished
+    # cells' tables, the rest listed, nothing run
+    (tmp_path / "work" / "cells" / "exectune-as").glob("*/seed-1.json").__next__().unlink()
+    config.write_text(config.read_text().replace('"exectune-as"]', '"exectune-as", "core-cot"]'))
+    report = CliRunner().invoke(app, ["experiment", str(config), "--report-only"])
+    assert report.exit_code == 0, report.output
+    assert api.model.requests == served and "3 of 6 cells not yet run" in report.output
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert [(u["label"], u["seed"]) for u in saved["unfinished"]] == [
+        ("core-cot", 0), ("exectune-as", 1), ("core-cot", 1)
+    ]  # fmt: skip
+    rows = {row["label"]: row for row in saved["rows"]}
+    assert set(rows) == {"core", "exectune-as"} and rows["exectune-as"]["seeds"] == [0]
+    table = (tmp_path / "results" / "experiment-tiny.md").read_text()
+    assert "| exectune-as (seeds 0) |" in table and "cells not yet run" in table
+
 
 def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     path = write_config(tmp_path, methods=["core"], guide="local/x")
@@ -125,6 +141,9 @@ def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path
     assert result.exit_code == 2 and "unknown keys ['method']" in result.output
     result = CliRunner().invoke(app, ["experiment", str(tmp_path / "none.toml")])
     assert result.exit_code == 2 and "no experiment file" in result.output
+    result = CliRunner().invoke(app, ["experiment", str(path), "--report-only"])
+    assert result.exit_code == 2 and "holds no run of this experiment" in result.output
+    assert not (tmp_path / "work").exists()  # a report creates no work folder
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "experiment.json").write_text(json.dumps({"task": "other"}))
     result = CliRunner().invoke(app, ["experiment", str(path)])
