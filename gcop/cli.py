@@ -8,6 +8,7 @@ config dataclasses, is built only when it is invoked, so `gcop --help` stays fas
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -363,6 +364,7 @@ def experiment(
     import dataclasses
 
     from gcop.experiment import load_config, plan_cells, run_experiment
+    from gcop.progress import heartbeat, progress
 
     config = load_config(config_file)
     overrides = {"work_dir": work_dir, "results_dir": results_dir}
@@ -377,7 +379,20 @@ def experiment(
     def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
         line(cell_line(index, total, cell, result, reused))
 
-    results = run_experiment(config, on_cell=on_cell, log=line, report_only=report_only)
+    show_stage_lines()  # ExecTune's `sample: started` ... lines for the compiles
+    # in a log, a line every 30 s through compiles too; a terminal has the live bars (and
+    # rich allows one live display at a time)
+    alive = contextlib.nullcontext() if console.is_terminal else heartbeat(console, "running")
+    with progress(console) as bars, alive:
+
+        def on_scored(cell, done: int, total: int) -> None:
+            name = f"  scoring {cell.label} seed {cell.seed}"
+            if done == 1:
+                bars.add(name, total)
+            bars.advance(name)
+
+        results = run_experiment(config, on_cell=on_cell, log=line, on_scored=on_scored,
+                                 report_only=report_only)  # fmt: skip
     console.print(experiment_table(results))
     stem = config.results_dir / f"experiment-{config.name}"
     console.print(f"wrote {stem}.json, .md and .png", highlight=False)

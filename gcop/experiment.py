@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import threading
 import time
 import tomllib
 import traceback
@@ -229,12 +230,17 @@ def slug(model: str) -> str:
 CellCallback = Callable[[int, int, Cell, dict[str, Any], bool], None]
 """`on_cell(index, total, cell, result, reused)`: called once per cell, in order."""
 
+ScoredCallback = Callable[[Cell, int, int], None]
+"""`on_scored(cell, done, total)`: called from the scoring threads as each problem (or
+sampled strategy) of a cell is scored, so a long cell shows it is moving."""
+
 
 def run_experiment(
     config: ExperimentConfig,
     *,
     on_cell: CellCallback | None = None,
     log: Callable[[str], None] = lambda line: None,
+    on_scored: ScoredCallback | None = None,
     report_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) every cell of `config`, then write and return the aggregated results.
@@ -263,7 +269,7 @@ def run_experiment(
             if result is None:
                 context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
                                         memo, transfer=cell.transfer, log=log)  # fmt: skip
-                result = run_cell(cell, methods[cell.method], context, problems)
+                result = run_cell(cell, methods[cell.method], context, problems, on_scored)
                 write_json(path, portable(result, config.work_dir))
             results.append(result)
             if on_cell:
@@ -300,7 +306,10 @@ def finished_cell(path: Path) -> dict[str, Any] | None:
     return None if result.get("status") == FAILED else result
 
 
-def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> dict[str, Any]:
+def run_cell(
+    cell: Cell, method: Method, context: MethodContext, problems,
+    on_scored: ScoredCallback | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Build the cell's program and score it on `problems`: greedy, then (for a guided
     method) `exec_samples` sampled strategies per problem for guide-averaged executability.
 
@@ -317,16 +326,19 @@ def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> di
         "baseline": method.baseline,
         "guided": method.guided,
     }
+    samples = config.exec_samples if method.guided else 0
+    scored = _scored_counter(cell, len(problems) * (1 + samples), on_scored)
     started = time.perf_counter()
     try:
         program = method.build(context)
         built = time.perf_counter()
         report = evaluate(program, problems, context.task.metric, system=cell.label,
-                          num_threads=config.threads)  # fmt: skip
+                          num_threads=config.threads, on_outcome=scored)  # fmt: skip
         sampled = None
-        if method.guided and config.exec_samples > 0:
+        if samples > 0:
             sampled = evaluate(program, problems, context.task.metric, system=cell.label,
-                               samples=config.exec_samples, num_threads=config.threads)  # fmt: skip
+                               samples=samples, num_threads=config.threads,
+                               on_outcome=scored)  # fmt: skip
         _raise_spend_limit(report, sampled)
     except Exception as error:  # recorded in the cell; the grid goes on
         return {**head, "status": FAILED, "error": _error(error),
@@ -346,6 +358,23 @@ def run_cell(cell: Cell, method: Method, context: MethodContext, problems) -> di
         },  # fmt: skip
         "notes": context.notes,
     }
+
+
+def _scored_counter(
+    cell: Cell, total: int, on_scored: ScoredCallback | None
+) -> Callable[[Any], None] | None:
+    """An `on_outcome` for :func:`evaluate` that counts a cell's scored problems (from many
+    threads) and reports the count to `on_scored`."""
+    if on_scored is None:
+        return None
+    lock, done = threading.Lock(), [0]
+
+    def scored(_outcome: Any) -> None:
+        with lock:
+            done[0] += 1
+            on_scored(cell, done[0], total)
+
+    return scored
 
 
 def _raise_spend_limit(*reports: Report | None) -> None:

@@ -89,6 +89,11 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert [line.split(" | ")[0] for line in lines] == [
         "[1/4] core", "[2/4] exectune-as", "[3/4] core", "[4/4] exectune-as"
     ]  # fmt: skip
+    scoring = [line.split() for line in result.output.splitlines() if "scoring" in line]
+    finals = {(words[1], words[3]): words[4] for words in scoring if words[4].split("/")[0]
+              == words[4].split("/")[1]}  # fmt: skip
+    assert finals == {("core", "0"): "4/4", ("core", "1"): "4/4",  # live progress in a log
+                      ("exectune-as", "0"): "12/12", ("exectune-as", "1"): "12/12"}  # fmt: skip
     saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
     assert (tmp_path / "results" / "experiment-tiny.png").stat().st_size > 0
     table = (tmp_path / "results" / "experiment-tiny.md").read_text()
