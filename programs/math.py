@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, ClassVar
 
@@ -151,6 +152,11 @@ def normalize_number(text: str) -> str | None:
         value = float(raw)
     except ValueError:
         return None
+    if not math.isfinite(value):  # hundreds of digits (a model repeating one): kept exact
+        sign = "-" if raw.startswith("-") else ""
+        whole, _, fraction = raw.lstrip("-").partition(".")
+        whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+        return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
     return str(int(value)) if value == int(value) else repr(value)
 
 

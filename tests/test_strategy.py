@@ -75,10 +75,20 @@ def test_unparseable_outputs_raise_validation_errors(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("1,234", "1234"), ("$18.00", "18"), ("-3.50", "-3.5"), ("none", None)],
-)
+    [("1,234", "1234"), ("$18.00", "18"), ("-3.50", "-3.5"), ("none", None),
+     # a small core that repeats a digit writes numbers no float holds (a real 0.5B reply
+     # of this kind once failed a whole 100-problem experiment cell)
+     ("9" * 400, "9" * 400), ("-00" + "1" * 400 + ".50", "-" + "1" * 400 + ".5"),
+     ("1" * 400 + ".000", "1" * 400)],
+)  # fmt: skip
 def test_normalize_number(text: str, number: str | None) -> None:
     assert normalize_number(text) == number
+
+
+def test_an_endless_number_in_a_reply_scores_zero_instead_of_raising() -> None:
+    example = dspy.Example(question="q", answer="12").with_inputs("question")
+    assert gsm8k_metric(example, dspy.Prediction(answer="1" * 400, raw="")) == 0.0
+    assert gsm8k_metric(example, dspy.Prediction(answer="", raw="It is " + "9" * 500)) == 0.0
 
 
 def test_answer_extraction_falls_back_to_raw_text() -> None:
