@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 INTERVAL_ENV = "GCOP_PROGRESS_INTERVAL"
+SILENT_TICKS = 6
+"""A counter that has not moved for this many intervals (30 s by default) is printed anyway."""
 
 
 def default_interval() -> float:
@@ -54,6 +56,17 @@ class PlainProgress:
             if counter.done >= counter.total or now - self._last_print >= self.interval:
                 self._print(name)
 
+    def tick(self) -> None:
+        """After `SILENT_TICKS` intervals without a line, print each unfinished counter: a
+        step that advances nothing for minutes (a model converting or loading before its
+        first reply) still shows in a log that it is alive."""
+        with self._lock:
+            if time.perf_counter() - self._last_print < SILENT_TICKS * self.interval:
+                return
+            for name, counter in self.counters.items():
+                if counter.done < counter.total:
+                    self._print(name)
+
     def _print(self, name: str) -> None:
         counter = self.counters[name]
         elapsed = time.perf_counter() - counter.started
@@ -80,9 +93,24 @@ class BarProgress:
 
 @contextmanager
 def progress(console: Console) -> Iterator[PlainProgress | BarProgress]:
-    """Bars when `console` is a terminal, plain lines otherwise."""
+    """Bars when `console` is a terminal, plain lines otherwise (and, there, a line every
+    `SILENT_TICKS` intervals while a counter waits)."""
     if not console.is_terminal:
-        yield PlainProgress(console)
+        plain, stop = PlainProgress(console), threading.Event()
+
+        def ticker() -> None:
+            while not stop.wait(plain.interval):
+                plain.tick()
+
+        thread = threading.Thread(target=ticker, daemon=True)
+        if plain.interval > 0:
+            thread.start()
+        try:
+            yield plain
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join()
         return
     from rich.progress import (
         BarColumn,

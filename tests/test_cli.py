@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,29 @@ def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch) -> None:
     lines = out.getvalue().splitlines()
     assert [line.split()[:2] for line in lines] == [["core-only", f"{i}/3"] for i in range(4)]
     assert "\x1b" not in out.getvalue()  # plain text, no terminal control codes
+
+
+def test_plain_progress_shows_a_counter_that_does_not_move(monkeypatch) -> None:
+    """A first reply that waits minutes (a model converting) still prints lines in a log."""
+    import io
+
+    from rich.console import Console
+
+    from gcop.progress import SILENT_TICKS, progress
+
+    monkeypatch.setenv("GCOP_PROGRESS_INTERVAL", "0.02")
+    out = io.StringIO()
+    with progress(Console(file=out, width=80)) as bars:
+        bars.add("gcop", 12)
+        deadline = time.monotonic() + 10
+        while out.getvalue().count("gcop") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bars.add("done", 1)
+        bars.advance("done")
+    lines = out.getvalue().splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [["gcop", "0/12"]] * 3
+    assert SILENT_TICKS > 1  # a counter that moves is printed when it moves, not ticked
+    assert [line.split()[1] for line in lines if line.startswith("done")] == ["0/1", "1/1"]
 
 
 def test_bench_runs_a_saved_program_beside_its_core(
