@@ -376,20 +376,21 @@ def experiment(
     def line(text: str) -> None:  # one line, however long: a log greps it
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
-        line(cell_line(index, total, cell, result, reused))
-
     show_stage_lines()  # ExecTune's `sample: started` ... lines for the compiles
     # in a log, a line every 30 s through compiles too; a terminal has the live bars (and
     # rich allows one live display at a time)
     alive = contextlib.nullcontext() if console.is_terminal else heartbeat(console, "running")
     with progress(console) as bars, alive:
+        scoring = lambda cell: f"  scoring {cell.label} seed {cell.seed}"  # noqa: E731
 
         def on_scored(cell, done: int, total: int) -> None:
-            name = f"  scoring {cell.label} seed {cell.seed}"
             if done == 1:
-                bars.add(name, total)
-            bars.advance(name)
+                bars.add(scoring(cell), total)
+            bars.advance(scoring(cell))
+
+        def on_cell(index: int, total: int, cell, result: dict, reused: bool) -> None:
+            bars.remove(scoring(cell))  # ended, scored or failed: no longer ticked
+            line(cell_line(index, total, cell, result, reused))
 
         results = run_experiment(config, on_cell=on_cell, log=line, on_scored=on_scored,
                                  report_only=report_only)  # fmt: skip

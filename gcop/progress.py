@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -56,6 +56,11 @@ class PlainProgress:
             if counter.done >= counter.total or now - self._last_print >= self.interval:
                 self._print(name)
 
+    def remove(self, name: str) -> None:
+        """Forget a counter (a cell that ended, finished or failed): it is not ticked again."""
+        with self._lock:
+            self.counters.pop(name, None)
+
     def tick(self) -> None:
         """After `SILENT_TICKS` intervals without a line, print each unfinished counter: a
         step that advances nothing for minutes (a model converting or loading before its
@@ -90,27 +95,19 @@ class BarProgress:
     def advance(self, name: str, amount: int = 1) -> None:
         self.progress.advance(self.ids[name], amount)
 
+    def remove(self, name: str) -> None:
+        if name in self.ids:
+            self.progress.remove_task(self.ids.pop(name))
+
 
 @contextmanager
 def progress(console: Console) -> Iterator[PlainProgress | BarProgress]:
     """Bars when `console` is a terminal, plain lines otherwise (and, there, a line every
     `SILENT_TICKS` intervals while a counter waits)."""
     if not console.is_terminal:
-        plain, stop = PlainProgress(console), threading.Event()
-
-        def ticker() -> None:
-            while not stop.wait(plain.interval):
-                plain.tick()
-
-        thread = threading.Thread(target=ticker, daemon=True)
-        if plain.interval > 0:
-            thread.start()
-        try:
+        plain = PlainProgress(console)
+        with repeating(plain.interval, plain.tick):
             yield plain
-        finally:
-            stop.set()
-            if thread.is_alive():
-                thread.join()
         return
     from rich.progress import (
         BarColumn,
@@ -134,19 +131,33 @@ def heartbeat(console: Console, what: str, interval: float | None = None) -> Ite
         with console.status(what):
             yield
         return
-    every = 6 * default_interval() if interval is None else interval
-    stop = threading.Event()
+    every = SILENT_TICKS * default_interval() if interval is None else interval
     started = time.perf_counter()
 
     def beat() -> None:
-        while not stop.wait(every):
-            console.print(f"{what}: {time.perf_counter() - started:.0f} s", highlight=False,
-                          markup=False)  # fmt: skip
+        console.print(f"{what}: {time.perf_counter() - started:.0f} s", highlight=False,
+                      markup=False)  # fmt: skip
 
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
+    with repeating(every, beat):
+        yield
+
+
+@contextmanager
+def repeating(every: float, action: Callable[[], None]) -> Iterator[None]:
+    """Run `action` every `every` seconds in a daemon thread while the block runs (never
+    when `every` is 0: a test's "print every advance")."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            action()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    if every > 0:
+        thread.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
+        if thread.is_alive():
+            thread.join()

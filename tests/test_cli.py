@@ -225,6 +225,10 @@ def test_plain_progress_shows_a_counter_that_does_not_move(monkeypatch) -> None:
             time.sleep(0.01)
         bars.add("done", 1)
         bars.advance("done")
+        bars.remove("gcop")  # a cell that ended (here: failed) is not ticked again
+        seen = out.getvalue().count("gcop")
+        time.sleep(0.02 * SILENT_TICKS * 5)
+        assert out.getvalue().count("gcop") == seen
     lines = out.getvalue().splitlines()
     assert [line.split()[:2] for line in lines[:3]] == [["gcop", "0/12"]] * 3
     assert SILENT_TICKS > 1  # a counter that moves is printed when it moves, not ticked
