@@ -87,6 +87,9 @@ class ExperimentConfig:
     results_dir: Path = Path("docs/results")
     stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfer: list[Transfer] = field(default_factory=list)
+    contrasts: list[list[str]] = field(default_factory=list)
+    """Extra `[new, old]` method pairs to test against each other, beside the built-in
+    ablation (:data:`gcop.experiment_stats.ABLATIONS`)."""
     source: str | None = None
     """The TOML file it came from (the results name the command that reproduces them)."""
 
@@ -105,6 +108,12 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"transfer stage {spec.stage!r}: use sft or rl (sample too when retune = "
                     "false: a few-shot guide has no adapter to re-tune from)"
+                )
+        for pair in self.contrasts:
+            if len(pair) != 2 or not set(pair) <= set(self.methods):
+                raise ConfigError(
+                    f"contrasts entry {pair!r}: give two of the listed methods, the new one "
+                    'first, e.g. contrasts = [["exectune-sft", "gcop-supervised"]]'
                 )
         for key in ("methods", "cores", "seeds"):  # a name listed twice runs once
             setattr(self, key, list(dict.fromkeys(getattr(self, key))))

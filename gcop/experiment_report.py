@@ -1,9 +1,9 @@
 """An experiment's results on disk: `experiment-<name>.json`, `.md` and the frontier `.png`.
 
 The JSON holds every row and every cell; the markdown table is the same rows for a reader
-(one table per core, then the transfers, then the cells that failed); the PNG is accuracy
-against cost per query, one point per row, with the accuracy-cost frontier (rows no other
-row beats on both) joined.
+(one table per core, then the contrasts, the transfers and the cells that failed); the PNG
+is accuracy against cost per query, one point per row, with the accuracy-cost frontier
+(rows no other row beats on both) joined.
 All three are written atomically, so a killed run never leaves half a file.
 """
 
@@ -92,6 +92,21 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
                      *[_mean_std(row["utility"][str(lam)]) for lam in lambdas],
                      _versus(row["vs_core_alone"]), _versus(row["vs_best_baseline"])]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
+    if results.get("contrasts"):
+        lines += ["", "## contrasts: one ingredient at a time", "",
+                  "The same paired tests between two rows that differ in one ingredient.", "",
+                  "| contrast | core | new | old | seeds | n | difference [95% CI] | p | "
+                  "per seed: gained / lost (McNemar p) |", "|" + "---|" * 9]  # fmt: skip
+        for c in results["contrasts"]:
+            boot = c["bootstrap"] or {}
+            difference = (f"{boot['difference']:+.3f} [{boot['low']:+.3f}, {boot['high']:+.3f}]"
+                          if boot else "-")  # fmt: skip
+            per_seed = "; ".join(f"{m['gained']} / {m['lost']} ({m['p_value']:.3f})"
+                                 for m in c["mcnemar"])  # fmt: skip
+            p_value = f"{boot['p_value']:.3f}" if boot else "-"
+            lines.append(f"| {c['name']} | `{c['core'].rsplit('/', 1)[-1]}` | {c['new']} | "
+                         f"{c['old']} | {c['seeds']} | {c['n']} | {difference} | {p_value} | "
+                         f"{per_seed} |")  # fmt: skip
     if results["transfer"]:
         lines += ["", "## guide transfer", "",
                   "| from | to | stage | moved as is | re-tuned | compiled for the target | "

@@ -6,8 +6,13 @@ McNemar test per seed on the problems where the two disagree, and a paired boots
 problems that keeps each problem's outcomes under both rows, across seeds, together. Each
 row is tested against the core alone on its core and against the *best baseline* there
 (the baseline row with the highest mean accuracy; the cheaper one on a tie). Seeds are
-paired by their number; a row with one seed (a deterministic baseline) is reused for every
-seed of the other. Failed cells (`status: failed`) make no row: they are listed apart.
+paired by their number: every method runs every seed, so a seed one row lacks (a failed
+cell, a grid stopped part-way) is left out of that pair. Failed cells (`status: failed`)
+make no row: they are listed apart.
+
+Beside those, *contrasts* pair two rows of one core that differ in one ingredient (the
+paper's ablation: the acceptance filter, each ExecTune stage over the one before, the
+structure-aware reward over the task reward alone), with the same tests.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +33,18 @@ FAILED = "failed"
 """A cell's `status` when its method raised (see :func:`gcop.experiment.run_cell`)."""
 
 
+ABLATIONS: tuple[tuple[str, str, str], ...] = (
+    ("acceptance filter (demos)", "exectune-as", "gcop-fewshot"),
+    ("acceptance filter (SFT)", "exectune-sft", "gcop-supervised"),
+    ("SFT over AS", "exectune-sft", "exectune-as"),
+    ("RL over SFT", "exectune-rl", "exectune-sft"),
+    ("structure-aware reward", "exectune-rl", "gcop-advisor"),
+    ("demos over zero-shot guide", "gcop-fewshot", "gcop-base"),
+)
+"""The contrasts every report computes where the grid has both rows: (name, new, old), each
+pair the same pipeline with one ingredient added (see docs/experiments.md, the methods)."""
+
+
 def seed_stats(values: Sequence[float]) -> dict[str, Any]:
     """Mean and sample standard deviation (n - 1) over seeds; 0 for a single seed."""
     values = [float(v) for v in values]
@@ -38,9 +55,10 @@ def seed_stats(values: Sequence[float]) -> dict[str, Any]:
 def paired_comparison(
     old: Sequence[dict[str, float]], new: Sequence[dict[str, float]]
 ) -> dict[str, Any]:
-    """`new` vs `old`, each one `{problem id: score}` per seed (a row with a single seed, such
-    as a deterministic baseline, is reused for every seed of the other). Only problems
-    scored in every one of these rows are compared (a failed call is never a wrong answer)."""
+    """`new` vs `old`, each one `{problem id: score}` per seed (a single seed given for one
+    side, e.g. a deterministic baseline, is reused for every seed of the other). Only
+    problems scored in every one of these rows are compared (a failed call is never a wrong
+    answer)."""
     seeds = max(len(old), len(new))
     ids = sorted(set.intersection(*(set(row) for row in (*old, *new))))
     old_rows = [[old[s % len(old)][i] for i in ids] for s in range(seeds)]
@@ -127,12 +145,14 @@ def aggregate(
             old, new = paired_seeds(theirs, mine)
             row[key] = {"against": other, **paired_comparison(old, new)} if old else None
     failed = [c for c in cells if c.get("status") == FAILED]
+    wanted = [*ABLATIONS, *((f"{new} vs {old}", new, old) for new, old in config.contrasts)]
     return {
         "name": config.name, "task": config.task, "split": config.split,
         "n": len(problem_ids), "seeds": config.seeds, "cores": config.cores,
         "guide": config.guide, "teacher": config.teacher, "train": config.train,
         "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
         "methods": config.methods, "best_baseline": best, "rows": rows,
+        "contrasts": contrasts(rows, scores, wanted),
         "transfer": transfer_summary(rows), "failed": [failure(c) for c in failed],
         "unfinished": list(unfinished),
         "cells": cells,
@@ -145,12 +165,33 @@ def aggregate(
 def paired_seeds(
     old: dict[int, dict[str, float]], new: dict[int, dict[str, float]]
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Two rows' scores seed by seed, for :func:`paired_comparison`: the seeds both have,
-    or every seed of one beside the other's only seed; empty lists when nothing pairs."""
-    if len(old) == 1 or len(new) == 1:
-        return (list(old.values()), list(new.values())) if old and new else ([], [])
+    """Two rows' scores seed by seed, for :func:`paired_comparison`: the seeds both have
+    (never one row's seed 0 against the other's seed 1: a trained row's seeds differ);
+    empty lists when they share none."""
     common = sorted(set(old) & set(new))
     return [old[s] for s in common], [new[s] for s in common]
+
+
+def contrasts(
+    rows: list[dict[str, Any]], scores: Callable[[str, str], dict[int, dict[str, float]]],
+    wanted: Sequence[tuple[str, str, str]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Each wanted (name, new, old) on every core that has both rows, paired like the rows'
+    own tests; a pair listed twice is tested once."""
+    present = {(row["label"], row["core"]) for row in rows}
+    cores = dict.fromkeys(row["core"] for row in rows)
+    found, seen = [], set()
+    for name, new, old in wanted:
+        for core in cores:
+            if (new, old, core) in seen or not {(new, core), (old, core)} <= present:
+                continue
+            seen.add((new, old, core))
+            before, after = paired_seeds(scores(old, core), scores(new, core))
+            if before:
+                found.append({"name": name, "core": core, "new": new, "old": old,
+                              "seeds": len(before),
+                              **paired_comparison(before, after)})  # fmt: skip
+    return found
 
 
 def failure(cell: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from gcop.cli import app
 from gcop.errors import ConfigError
 from gcop.experiment import ExperimentConfig, Transfer, load_config, plan_cells
-from gcop.experiment_report import frontier
+from gcop.experiment_report import frontier, markdown
 from gcop.experiment_stats import (
+    aggregate,
     best_baselines,
     paired_comparison,
     paired_seeds,
@@ -153,6 +154,10 @@ def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path
     (tmp_path / "work" / "experiment.json").write_text(json.dumps({"task": "other"}))
     result = CliRunner().invoke(app, ["experiment", str(path)])
     assert result.exit_code == 2 and "holds cells made with other settings" in result.output
+    with pytest.raises(ConfigError, match=r"contrasts entry \['core'\]: give two"):
+        ExperimentConfig("x", "gsm8k", ["core", "core-cot"], ["a/b"], contrasts=[["core"]])
+    with pytest.raises(ConfigError, match="give two of the listed methods"):
+        ExperimentConfig("x", "gsm8k", ["core"], ["a/b"], contrasts=[["core", "gcop-base"]])
     with pytest.raises(ConfigError, match="transfer stage 'sample'"):
         ExperimentConfig("x", "gsm8k", ["core"], ["a/b"],
                          transfer=[Transfer("a/b", "c/d", stage="sample")])  # fmt: skip
@@ -400,10 +405,10 @@ def test_paired_comparison_by_hand() -> None:
     partial = paired_comparison([{"a": 0.0, "b": 1.0}], [{"a": 1.0}])
     assert partial["n"] == 1 and partial["mcnemar"] == [{"gained": 1, "lost": 0, "p_value": 1.0}]
     assert partial["bootstrap"]["difference"] == 1.0
-    # seeds pair by number (a failed cell leaves its seed out), a single seed with every seed
+    # seeds pair by number only (a failed or not yet run cell leaves its seed out)
     a, b, c = {"p": 0.0}, {"p": 1.0}, {"p": 0.5}
     assert paired_seeds({0: a, 1: b, 2: c}, {0: b, 2: a}) == ([a, c], [b, a])
-    assert paired_seeds({0: a}, {1: b, 2: c}) == ([a], [b, c])
+    assert paired_seeds({0: a}, {0: c, 1: b, 2: c}) == ([a], [c])
     assert paired_seeds({}, {0: a}) == paired_seeds({0: a, 1: b}, {2: c, 3: a}) == ([], [])
 
 
@@ -432,6 +437,48 @@ def test_rows_best_baseline_and_frontier_by_hand() -> None:
             for name, acc, cost, base in listed]  # fmt: skip
     assert best_baselines(rows) == {"c/x": "cot"}  # tied with core, cheaper; tuned not a baseline
     assert frontier([(1, 0.5), (2, 0.4), (3, 0.7), (0.5, 0.5)]) == [3, 2]
+
+
+def test_contrasts_pair_one_ingredient_by_seed_and_by_hand() -> None:
+    """The built-in ablation (the acceptance filter: exectune-sft against gcop-supervised)
+    and a contrast from the config, paired by seed number: a seed one row has not run yet
+    is left out, never paired with another seed."""
+
+    def scored(label: str, seed: int, scores: list[float], baseline: bool = True) -> dict:
+        return {**cell(label, seed, sum(scores) / len(scores), 1e-4, baseline),
+                "n": len(scores), "scores": {str(i): v for i, v in enumerate(scores)}}  # fmt: skip
+
+    cells = [
+        scored("core", 0, [1, 0, 0, 0]), scored("core", 1, [1, 0, 0, 0]),
+        scored("gcop-supervised", 0, [0, 0, 0, 0]), scored("gcop-supervised", 1, [1, 1, 0, 0]),
+        scored("exectune-sft", 0, [1, 1, 1, 0], False),  # gained 3 of seed 0's problems
+        scored("exectune-sft", 1, [1, 0, 0, 0], False),  # lost 1 of seed 1's
+        scored("exectune-as", 0, [0, 0, 0, 0], False),  # seed 1 not run yet
+    ]  # fmt: skip
+    config = ExperimentConfig("x", "gsm8k", ["core", "gcop-supervised", "exectune-sft",
+                                             "exectune-as"], ["c/x"], seeds=[0, 1],
+                              contrasts=[["exectune-sft", "core"]])  # fmt: skip
+    results = aggregate(config, cells, ["0", "1", "2", "3"])
+    found = {c["name"]: c for c in results["contrasts"]}
+    assert list(found) == ["acceptance filter (SFT)", "SFT over AS", "exectune-sft vs core"]
+    fil = found["acceptance filter (SFT)"]
+    assert (fil["new"], fil["old"], fil["seeds"], fil["n"]) == (
+        "exectune-sft",
+        "gcop-supervised",
+        2,
+        4,
+    )
+    assert [(m["gained"], m["lost"]) for m in fil["mcnemar"]] == [(3, 0), (0, 1)]
+    # per problem, new - old averaged over the 2 seeds: 0.5, 0, 0.5, 0
+    assert fil["bootstrap"]["difference"] == pytest.approx(0.25)
+    stage = found["SFT over AS"]  # exectune-as has seed 0 only: one pair, not two
+    assert stage["seeds"] == 1 and [(m["gained"], m["lost"]) for m in stage["mcnemar"]] == [(3, 0)]
+    assert [(m["gained"], m["lost"]) for m in found["exectune-sft vs core"]["mcnemar"]] == [
+        (2, 0), (0, 0)]  # fmt: skip
+    table = markdown(results, "x.png")
+    assert "| acceptance filter (SFT) | `x` | exectune-sft | gcop-supervised | 2 | 4 | +0.250" in (
+        table)  # fmt: skip
+    assert "3 / 0 (0.250); 0 / 1 (1.000)" in table
 
 
 def test_dspy_optimizers_on_the_core_alone_score_every_problem(
