@@ -307,7 +307,7 @@ def test_core_demos_on_a_task_without_worked_solutions_says_so(fresh_cache, tmp_
     assert "has no worked solutions to show the core" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("name", ["gsm8k", "gsm8k-cpu", "code"])
+@pytest.mark.parametrize("name", ["gsm8k", "gsm8k-cpu", "math500-cpu", "code"])
 def test_the_example_grids_load_and_name_registered_methods(name: str) -> None:
     from gcop.registry import get_task, methods
 
