@@ -298,6 +298,8 @@ def compile_table(report: dict) -> Table:
                         f"{sample['attempts']} teacher strategies")  # fmt: skip
     if stage_walls := [f"{s} {wall[s]:.0f} s" for s in ("sample", "sft", "rl") if s in wall]:
         captions.append("wall time: " + ", ".join(stage_walls))
+    if versus := report.get("versus_core"):
+        captions.append(versus["message"])
     if dev_walls := [f"{k[4:]} {v:.0f} s" for k, v in wall.items() if k.startswith("dev:")]:
         captions.append("dev scoring: " + ", ".join(dev_walls))
     table.caption = "\n".join(captions) or None

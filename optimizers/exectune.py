@@ -218,6 +218,10 @@ class ExecTune(GcopOptimizer):
 
         stage, best = max(scored, key=key)
         self.report["best_stage"] = stage
+        if comparison := versus_core(dev, stage):
+            self.report["versus_core"] = comparison
+            if comparison["verdict"] != "above":
+                log.warning("%s", comparison["message"])
         return best
 
     def sample(self, program: GCoP, trainset, metric: Metric) -> list[Attempt]:
@@ -536,6 +540,34 @@ def _guide_with_adapter(guide: Guide, base: str, adapter: Path) -> Guide:
                  temperature=lm.kwargs.get("temperature", 0.0),
                  max_tokens=lm.kwargs.get("max_tokens", 256),
                  adapter=guide.adapter_name)  # fmt: skip
+
+
+def versus_core(dev: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """The chosen stage against the core alone on the valset: `above`, `level` or `below`
+    in accuracy, with the cost ratio and a sentence for the user. The stage choice is among
+    guided programs only (a compile returns a GCoP), so when no stage beats the core alone
+    this is where the user learns that, for this core, the core alone is the better
+    program. None without a core row."""
+    if "core" not in dev or stage not in dev:
+        return None
+    core, best = dev["core"], dev[stage]
+    core_acc, best_acc = core["accuracy"]["estimate"], best["accuracy"]["estimate"]
+    core_cost, best_cost = core["cost_per_query"]["estimate"], best["cost_per_query"]["estimate"]
+    verdict = "above" if best_acc > core_acc else "level" if best_acc == core_acc else "below"
+    ratio = best_cost / core_cost if core_cost else None
+    cost = f" at {ratio:.2f}x its cost" if ratio is not None else ""
+    where = f"on the valset (n={best['n']})"
+    message = {
+        "above": f"the best stage, {stage}, beats the core alone {where}: "
+                 f"{best_acc:.3f} against {core_acc:.3f}{cost}",
+        "level": f"no stage beat the core alone {where}: the best, {stage}, ties it "
+                 f"at {best_acc:.3f}{cost}",
+        "below": f"no stage beat the core alone {where}: the best, {stage}, scores "
+                 f"{best_acc:.3f} against {core_acc:.3f}{cost}; for this core the core "
+                 "alone (gcop.CoreOnly) is the better program",
+    }[verdict]  # fmt: skip
+    return {"stage": stage, "verdict": verdict, "accuracy": best_acc, "core_accuracy": core_acc,
+            "cost_ratio": ratio, "n": best["n"], "message": message}  # fmt: skip
 
 
 def _log(directory: Path) -> list[dict]:

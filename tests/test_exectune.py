@@ -11,7 +11,13 @@ import pytest
 
 from gcop.errors import GcopError
 from gcop.local import MODELS
-from gcop.optimizers.exectune import ExecTune, OutputDirConflictError, _few_shot, demo_block
+from gcop.optimizers.exectune import (
+    ExecTune,
+    OutputDirConflictError,
+    _few_shot,
+    demo_block,
+    versus_core,
+)
 from gcop.optimizers.rl import RLStageConfig
 from gcop.optimizers.sampling import Attempt, SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
@@ -54,6 +60,22 @@ def test_as_stage_seeds_draw_disjoint_demo_blocks() -> None:
     ]
 
 
+def test_the_report_says_when_no_stage_beats_the_core_alone() -> None:
+    def row(accuracy: float, cost: float) -> dict:
+        return {"accuracy": {"estimate": accuracy}, "cost_per_query": {"estimate": cost}, "n": 50}
+
+    dev = {"core": row(0.42, 2e-4), "sample": row(0.50, 3e-4), "sft": row(0.30, 1e-4)}
+    above = versus_core(dev, "sample")
+    assert above["verdict"] == "above" and above["cost_ratio"] == pytest.approx(1.5)
+    assert "beats the core alone on the valset (n=50): 0.500 against 0.420 at 1.50x" in (
+        above["message"])  # fmt: skip
+    below = versus_core(dev, "sft")
+    assert below["verdict"] == "below" and "the core alone (gcop.CoreOnly) is the better" in (
+        below["message"])  # fmt: skip
+    assert versus_core({**dev, "rl": row(0.42, 4e-4)}, "rl")["verdict"] == "level"
+    assert versus_core({"sft": row(0.3, 1e-4)}, "sft") is None  # no core row: nothing to say
+
+
 def test_three_stage_compile_is_complete_cached_and_resumable(
     api, fresh_cache, tiny_model: str, tmp_path: Path, monkeypatch
 ) -> None:
@@ -84,6 +106,10 @@ def test_three_stage_compile_is_complete_cached_and_resumable(
         report["stages"]["rl"]["reward"][0]
     )
     assert compiled is tuner.stage_programs[report["best_stage"]]  # the best on the valset
+    versus = report["versus_core"]  # the user learns whether the guide helps this core at all
+    assert versus["stage"] == report["best_stage"] and versus["verdict"] in ("above", "level",
+                                                                          "below")  # fmt: skip
+    assert versus["core_accuracy"] == report["dev"]["core"]["accuracy"]["estimate"]
     assert not [m for m in MODELS.engines() if str(out) in m]  # its scored stages were released
     compiled = tuner.stage_programs["rl"]
     assert "?adapter=" in compiled.guide.lm.model and str(out / "rl") in compiled.guide.lm.model
