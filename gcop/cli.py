@@ -397,6 +397,8 @@ def experiment(
         results = run_experiment(config, on_cell=on_cell, log=line, on_scored=on_scored,
                                  report_only=report_only)  # fmt: skip
     console.print(experiment_table(results))
+    if results["contrasts"]:
+        console.print(contrasts_table(results))
     stem = config.results_dir / f"experiment-{config.name}"
     console.print(f"wrote {stem}.json, .md and .png", highlight=False)
     if unfinished := results["unfinished"]:
@@ -448,6 +450,20 @@ def experiment_table(results: dict) -> Table:
             f"{row['executability']['mean']:.2f}" if row["executability"] else "-",
             f"{row['cost_per_query']['mean']:.1e}",
             f"{boot['difference']:+.3f} p={boot['p_value']:.2f}" if boot else "-",
+        )  # fmt: skip
+    return table
+
+
+def contrasts_table(results: dict) -> Table:
+    """The contrasts (one ingredient at a time) in four columns, so it fits 80."""
+    table = Table("contrast (core)", "new - old [95% CI]", "p", "seeds",
+                  title="paired: one ingredient at a time")  # fmt: skip
+    for c in results["contrasts"]:
+        boot = c["bootstrap"]
+        table.add_row(
+            f"{c['name']} ({c['core'].rsplit('/', 1)[-1][:20]})",
+            f"{boot['difference']:+.3f} [{boot['low']:+.3f},{boot['high']:+.3f}]" if boot else "-",
+            f"{boot['p_value']:.3f}" if boot else "-", str(c["seeds"]),
         )  # fmt: skip
     return table
 

@@ -83,7 +83,8 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     loopback_env, tiny_model: str, fresh_cache, tmp_path: Path
 ) -> None:
     api = loopback_env
-    config = write_config(tmp_path, methods=["core", "exectune-as"], guide=f"local/{tiny_model}")
+    config = write_config(tmp_path, methods=["core", "exectune-as"], guide=f"local/{tiny_model}",
+                          extra='contrasts = [["exectune-as", "core"]]')  # fmt: skip
     result = CliRunner().invoke(app, ["experiment", str(config)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("[")]
@@ -110,6 +111,9 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert set(cell["utility"]) == {"0.0", "1000.0", "10000.0"}
     assert tuned["vs_core_alone"]["against"] == "core" and tuned["vs_core_alone"]["n"] == 4
     assert saved["best_baseline"] == {REMOTE: "core"}  # ExecTune's rows are not baselines
+    contrast = saved["contrasts"][0]  # the pair the config asked for, paired over both seeds
+    assert (contrast["name"], contrast["seeds"], contrast["n"]) == ("exectune-as vs core", 2, 4)
+    assert "| exectune-as vs core |" in table and "exectune-as vs core" in result.output
     assert (tmp_path / "work" / "compiles" / "exectune").is_dir()
     progress = ("[", "compile ")  # one line each, however long: a log greps them
     table = [line for line in result.stdout.splitlines() if not line.startswith(progress)]
