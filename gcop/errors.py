@@ -34,3 +34,8 @@ class UnknownTaskError(GcopError, KeyError):
 
 class BudgetExceededError(GcopError):
     """A spending limit was reached; finished calls are cached, so a rerun resumes."""
+
+
+class MetricError(GcopError):
+    """A task's metric raised while scoring a prediction: a bug in the metric, so the
+    evaluation stops (a score made up for it would bias the accuracy) and names the problem."""

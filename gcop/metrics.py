@@ -18,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from gcop.errors import MetricError
 from gcop.task import Metric
 
 Z95 = 1.959964
@@ -135,7 +136,14 @@ def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, *, exam
         prediction = program(**kwargs)
     except Exception as error:  # recorded, never turned into a wrong answer
         return Outcome(example_id, sample, 0.0, failed=f"{type(error).__name__}: {error}"[:500])
-    score = float(metric(example, prediction))
+    try:
+        score = float(metric(example, prediction))
+    except Exception as error:
+        raise MetricError(
+            f"the metric raised {type(error).__name__}: {error} on problem {example_id} "
+            f"(prediction: {str(prediction.get('answer', prediction))[:200]!r}); fix the "
+            "metric and rerun: every model call so far is cached, so none is repeated"
+        ) from error
     guide, core = prediction.get("guide_usage") or {}, prediction.get("core_usage") or {}
     outcome = Outcome(
         example_id, sample, score,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gcop.errors import MetricError
 from gcop.metrics import evaluate
 from gcop.optimizers.sampling import SamplingConfig, sample_strategies
 from gcop.program import Core, CoreOnly, GCoP, Guide
@@ -38,6 +41,24 @@ def test_a_call_that_finally_fails_is_failed_not_wrong_and_is_retried_next_run(
     second = evaluate(CoreOnly(core), examples(3), gsm8k_metric, num_threads=1)
     assert second.failed_calls == 0 and second.n == 3
     assert api.model.requests == served + 1  # only the failed call was made again
+
+
+def test_a_metric_that_raises_stops_with_the_problem_named_and_repeats_no_call(
+    api, fresh_cache
+) -> None:
+    def fragile(example, prediction) -> float:
+        if example.question.startswith("What is 3"):
+            raise OverflowError("int too large to convert to float")
+        return gsm8k_metric(example, prediction)
+
+    core = CoreOnly(Core(lm(api), task=MathPlan.task))
+    problems = examples(3)
+    with pytest.raises(MetricError, match=r"OverflowError: int too large .* on problem 3 "
+                       r"\(prediction: '\d+'\); fix the metric"):  # fmt: skip
+        evaluate(core, problems, fragile, num_threads=1)
+    served = api.model.requests
+    assert evaluate(core, problems, gsm8k_metric, num_threads=1).accuracy.estimate == 1.0
+    assert api.model.requests == served  # the fixed metric rescored cached replies
 
 
 def test_malformed_core_output_is_a_scored_failure(api, fresh_cache) -> None:
