@@ -558,8 +558,9 @@ def versus_core(dev: dict[str, Any], stage: str) -> dict[str, Any] | None:
     cost = f" at {ratio:.2f}x its cost" if ratio is not None else ""
     where = f"on the valset (n={best['n']})"
     message = {
-        "above": f"the best stage, {stage}, beats the core alone {where}: "
-                 f"{best_acc:.3f} against {core_acc:.3f}{cost}",
+        "above": f"the best stage, {stage}, scores above the core alone {where}: "
+                 f"{best_acc:.3f} against {core_acc:.3f}{cost} (a point estimate: for a test, "
+                 "score both on more problems with gcop bench --program)",
         "level": f"no stage beat the core alone {where}: the best, {stage}, ties it "
                  f"at {best_acc:.3f}{cost}",
         "below": f"no stage beat the core alone {where}: the best, {stage}, scores "

@@ -67,7 +67,7 @@ def test_the_report_says_when_no_stage_beats_the_core_alone() -> None:
     dev = {"core": row(0.42, 2e-4), "sample": row(0.50, 3e-4), "sft": row(0.30, 1e-4)}
     above = versus_core(dev, "sample")
     assert above["verdict"] == "above" and above["cost_ratio"] == pytest.approx(1.5)
-    assert "beats the core alone on the valset (n=50): 0.500 against 0.420 at 1.50x" in (
+    assert "scores above the core alone on the valset (n=50): 0.500 against 0.420 at 1.50x" in (
         above["message"])  # fmt: skip
     below = versus_core(dev, "sft")
     assert below["verdict"] == "below" and "the core alone (gcop.CoreOnly) is the better" in (
