@@ -403,7 +403,8 @@ def _error(error: BaseException) -> dict[str, str]:
 
 def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:
     """Accuracy (Wilson), executability, cost per query in total and per role, utility at
-    each lambda, and each problem's score (the paired tests need them)."""
+    each lambda, and each problem's score (the paired tests need them) and, for a guided
+    program, its strategy's verdict (whether the core was shown a plan or answered alone)."""
     greedy = [o for o in report.outcomes if o.sample == 0]
     per_query = max(len(greedy), 1)
     return {
@@ -422,6 +423,9 @@ def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:
         "cache_hits": report.cache_hits,
         "verdicts": dict(Counter(o.verdict for o in greedy if o.verdict)),
         "scores": {o.example_id: o.score for o in greedy if o.failed is None},
+        "verdict_by_problem": {
+            o.example_id: o.verdict for o in greedy if o.verdict and o.failed is None
+        },  # fmt: skip
     }
 
 

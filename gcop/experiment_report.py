@@ -48,6 +48,10 @@ def _mean_std(stats: dict[str, Any] | None, fmt: str = ".3f") -> str:
     return f"{format(stats['mean'], fmt)} ± {format(stats['std'], fmt)}"
 
 
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _versus(test: dict[str, Any] | None) -> str:
     if not test or not test.get("bootstrap"):
         return "-"
@@ -107,6 +111,22 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
             lines.append(f"| {c['name']} | `{c['core'].rsplit('/', 1)[-1]}` | {c['new']} | "
                          f"{c['old']} | {c['seeds']} | {c['n']} | {difference} | {p_value} | "
                          f"{per_seed} |")  # fmt: skip
+    if split_rows := [r for r in results["rows"] if r.get("by_plan")]:
+        lines += ["", "## where the guided rows gain and lose", "",
+                  "Each guided row's problems split by whether the core was shown the guide's "
+                  "plan (valid, repaired or leaking) or answered alone (the guide's output was "
+                  "unusable), with the core alone's accuracy on the same problems; n counts "
+                  "problem-seed pairs.", "",
+                  "| method | core | plan shown: n | accuracy | core alone on them | "
+                  "answered alone: n | accuracy | core alone on them |",
+                  "|" + "---|" * 8]  # fmt: skip
+        for row in split_rows:
+            cells = [row["label"], f"`{row['core'].rsplit('/', 1)[-1]}`"]
+            for key in ("shown", "not_shown"):
+                part = row["by_plan"][key]
+                cells += [str(part["n"]), _fraction(part["accuracy"]),
+                          _fraction(part["core_alone"])]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
     if results["transfer"]:
         lines += ["", "## guide transfer", "",
                   "| from | to | stage | moved as is | re-tuned | compiled for the target | "

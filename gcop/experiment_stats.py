@@ -138,6 +138,9 @@ def aggregate(
         return {c["seed"]: c["scores"] for c in groups.get((label, core), [])}
 
     for row in rows:
+        alone = scores(CORE_ALONE, row["core"])
+        own = groups[(row["label"], row["core"])]
+        row["by_plan"] = plan_split(own, alone) if row["guided"] else None
         mine = scores(row["label"], row["core"])
         against = {"vs_core_alone": CORE_ALONE, "vs_best_baseline": best.get(row["core"])}
         for key, other in against.items():
@@ -192,6 +195,39 @@ def contrasts(
                               "seeds": len(before),
                               **paired_comparison(before, after)})  # fmt: skip
     return found
+
+
+SHOWN = frozenset({"valid", "repaired", "leak"})
+"""Verdicts of a strategy the core was shown (a leak is found only by the evaluation, with
+the gold answer); any other verdict means the guide's output was unusable and the core
+answered alone."""
+
+
+def plan_split(
+    cells: list[dict[str, Any]], core_alone: dict[int, dict[str, float]]
+) -> dict[str, dict[str, Any]] | None:
+    """Where a guided row gains and loses: its problems split by whether the core was shown
+    the guide's plan or answered alone, each with the row's accuracy and the core alone's on
+    the same problems (pooled over the seeds both have; `n` counts problem-seed pairs). On
+    the problems answered alone the two should agree; on the others the difference is what
+    the plans did. None for a row without per-problem verdicts (unguided, or a cell written
+    before they were kept)."""
+    split = {"shown": [0, 0.0, 0.0], "not_shown": [0, 0.0, 0.0]}
+    for cell in cells:
+        verdicts, alone = cell.get("verdict_by_problem"), core_alone.get(cell["seed"])
+        if not verdicts or alone is None:
+            continue
+        for problem, score in cell["scores"].items():
+            if problem in verdicts and problem in alone:
+                entry = split["shown" if verdicts[problem] in SHOWN else "not_shown"]
+                entry[0] += 1
+                entry[1] += score
+                entry[2] += alone[problem]
+    if not any(n for n, _, _ in split.values()):
+        return None
+    return {key: {"n": n, "accuracy": right / n if n else None,
+                  "core_alone": alone / n if n else None}
+            for key, (n, right, alone) in split.items()}  # fmt: skip
 
 
 def failure(cell: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from gcop.experiment_stats import (
     best_baselines,
     paired_comparison,
     paired_seeds,
+    plan_split,
     seed_stats,
     summarize_row,
 )
@@ -111,6 +112,8 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert set(cell["utility"]) == {"0.0", "1000.0", "10000.0"}
     assert tuned["vs_core_alone"]["against"] == "core" and tuned["vs_core_alone"]["n"] == 4
     assert saved["best_baseline"] == {REMOTE: "core"}  # ExecTune's rows are not baselines
+    assert core["by_plan"] is None and sum(p["n"] for p in tuned["by_plan"].values()) == 8
+    assert "where the guided rows gain and lose" in table
     contrast = saved["contrasts"][0]  # the pair the config asked for, paired over both seeds
     assert (contrast["name"], contrast["seeds"], contrast["n"]) == ("exectune-as vs core", 2, 4)
     assert "| exectune-as vs core |" in table and "exectune-as vs core" in result.output
@@ -483,6 +486,25 @@ def test_contrasts_pair_one_ingredient_by_seed_and_by_hand() -> None:
     assert "| acceptance filter (SFT) | `x` | exectune-sft | gcop-supervised | 2 | 4 | +0.250" in (
         table)  # fmt: skip
     assert "3 / 0 (0.250); 0 / 1 (1.000)" in table
+
+
+def test_a_guided_row_is_split_by_whether_the_core_was_shown_a_plan() -> None:
+    alone = {0: {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0}, 1: {"a": 1.0, "b": 0.0, "c": 0.0,
+                                                             "d": 1.0}}  # fmt: skip
+    cells = [
+        {"seed": 0, "scores": {"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.0},
+         "verdict_by_problem": {"a": "valid", "b": "leak", "c": "repaired", "d": "unparseable"}},
+        {"seed": 1, "scores": {"a": 0.0, "b": 0.0, "c": 0.0, "d": 1.0},  # "d": a failed call
+         "verdict_by_problem": {"a": "valid", "b": "constraint", "c": "over_budget"}},
+        {"seed": 2, "scores": {"a": 1.0}, "verdict_by_problem": {"a": "valid"}},  # no core seed 2
+    ]  # fmt: skip
+    split = plan_split(cells, alone)
+    # shown: seed 0 a, b, c and seed 1 a: the row 2 of 4, the core alone 3 of 4 on them
+    assert split["shown"] == {"n": 4, "accuracy": 0.5, "core_alone": 0.75}
+    # answered alone: seed 0 d and seed 1 b, c: the row 1 of 3, the core alone 1 of 3
+    assert split["not_shown"] == {"n": 3, "accuracy": pytest.approx(1 / 3),
+                                  "core_alone": pytest.approx(1 / 3)}  # fmt: skip
+    assert plan_split([{"seed": 0, "scores": {"a": 1.0}}], alone) is None  # no verdicts kept
 
 
 def test_dspy_optimizers_on_the_core_alone_score_every_problem(
