@@ -1,11 +1,21 @@
-"""LoRA SFT in fp32 vs bf16, side by side on this machine: what `precision="auto"` buys.
+"""LoRA SFT variants side by side on this machine: precisions, SFT options, env variables.
+
+fp32 vs bf16 is what `precision="auto"` buys; any other SFT option or environment variable
+can be compared the same way.
 
 Trains the guide's stage-2 adapter for a fixed number of optimizer steps on real stage-1
 rows (the accepted strategies of a compile, in the guide's exact training format), once per
-precision, each in its own process (so each peak RSS is its own), same seed and data order:
+variant, each in its own process (so each peak RSS is its own), same seed and data order:
 
     python benchmarks/cpu_bf16_training.py --guide local/smollm2-135m-instruct --steps 6 \
         --accepted runs/headline-cpu/seed-0/sample/accepted.jsonl
+    python benchmarks/cpu_bf16_training.py ... --repeats 2 \
+        --variants "bf16;bf16 lora_dropout=0;bf16 ATEN_CPU_CAPABILITY=avx512"
+
+A variant is a precision, then `option=value` overrides of `SFTStageConfig` and
+`NAME=value` environment variables (upper case), separated by spaces; variants are
+separated by `;`. `--repeats N` runs the whole list N times in turn (ABAB, so a machine
+that slows down part-way hurts every variant alike) and reports each variant's median.
 
 Prints a markdown table (seconds per optimizer step by the Trainer's clock, so without
 loading; the speed-up; peak RSS; the loss at each step) and writes the rows as JSON to
@@ -47,8 +57,10 @@ def train_once(args: argparse.Namespace) -> dict:
     accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
     guide = Guide(task.strategy_type, args.guide, max_tokens=task.guide_max_tokens)
     examples = sft_examples(guide, train, accepted)
+    precision, overrides, _ = parse_variant(args.one)
     config = SFTStageConfig(max_steps=args.steps, logging_steps=1, save_steps=10**6,
-                            per_device_batch_size=args.batch_size, precision=args.one)  # fmt: skip
+                            per_device_batch_size=args.batch_size, precision=precision,
+                            **overrides)  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         finetune(args.guide, examples, config, Path(folder))
@@ -56,8 +68,9 @@ def train_once(args: argparse.Namespace) -> dict:
         log = json.loads((Path(folder) / "train_log.json").read_text())
     train_s = next(r["train_runtime"] for r in log if "train_runtime" in r)
     row = {
-        "precision": args.one,
-        "bf16": trains_in_bf16(args.one),
+        "variant": args.one,
+        "precision": precision,
+        "bf16": trains_in_bf16(precision),
         "steps": args.steps,
         "rows": len(examples),
         "wall_s": round(wall, 1),  # with loading the model and the data
@@ -69,6 +82,28 @@ def train_once(args: argparse.Namespace) -> dict:
     return row
 
 
+def parse_variant(variant: str) -> tuple[str, dict, dict[str, str]]:
+    """`"bf16 lora_dropout=0 ATEN_CPU_CAPABILITY=avx512"` -> precision, SFTStageConfig
+    overrides (values typed like the field's default), environment variables."""
+    import dataclasses
+
+    from gcop.optimizers.sft import SFTStageConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SFTStageConfig)}
+    precision, *settings = variant.split()
+    overrides, env = {}, {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key.isupper():
+            env[key] = value
+        elif key in defaults:
+            overrides[key] = type(defaults[key])(value)
+        else:
+            raise SystemExit(f"variant {variant!r}: {key} is neither an SFTStageConfig field "
+                             "nor an upper-case environment variable")  # fmt: skip
+    return precision, overrides, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -76,9 +111,11 @@ def main() -> None:
     add("--task", default="gsm8k")
     add("--train", type=int, default=150, help="the compile's training sample")
     add("--guide", default="local/smollm2-135m-instruct")
-    add("--steps", type=int, default=6, help="optimizer steps per precision")
+    add("--steps", type=int, default=6, help="optimizer steps per variant")
     add("--batch-size", type=int, default=8)
-    add("--precisions", default="fp32,bf16")
+    add("--precisions", default="fp32,bf16", help="shorthand for variants of precision only")
+    add("--variants", help="';'-separated variants (see the module docstring)")
+    add("--repeats", type=int, default=1, help="run the whole list this many times in turn")
     add("--out", type=Path, help="JSON rows (default: print only)")
     add("--one", help=argparse.SUPPRESS)  # internal: run one precision in this process
     add("--row-out", type=Path, help=argparse.SUPPRESS)
@@ -90,23 +127,38 @@ def main() -> None:
     from gcop.atomic import write_json
     from gcop.local.precision import native_bf16
 
+    variants = (args.variants or args.precisions.replace(",", ";")).split(";")
+    variants = [" ".join(v.split()) for v in variants if v.strip()]
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for _ in range(args.repeats):
+        for variant in variants:
+            _, _, env = parse_variant(variant)
+            with tempfile.TemporaryDirectory() as folder:
+                row_out = Path(folder) / "row.json"
+                command = [sys.executable, __file__, *strip_variants(sys.argv[1:]), "--one",
+                           variant, "--row-out", str(row_out)]  # fmt: skip
+                subprocess.run(command, check=True, env={**os.environ, **env})
+                runs[variant].append(json.loads(row_out.read_text()))
     rows = []
-    for precision in args.precisions.split(","):
-        with tempfile.TemporaryDirectory() as folder:
-            row_out = Path(folder) / "row.json"
-            command = [sys.executable, __file__, *sys.argv[1:], "--one", precision,
-                       "--row-out", str(row_out)]  # fmt: skip
-            subprocess.run(command, check=True)
-            rows.append(json.loads(row_out.read_text()))
+    for repeats in runs.values():
+        median = sorted(r["s_per_step"] for r in repeats)[len(repeats) // 2]
+        rows.append({**repeats[0], "s_per_step": median,
+                     "s_per_step_runs": [r["s_per_step"] for r in repeats],
+                     "peak_rss_gib": max(r["peak_rss_gib"] for r in repeats)})  # fmt: skip
     base = rows[0]["s_per_step"]
-    print(f"\n{args.guide}, {args.steps} steps of {args.batch_size} rows, "
-          f"native bf16 on this machine: {native_bf16()}\n")  # fmt: skip
-    print("| precision | s/step | speed-up | whole run s | peak RSS GiB | loss per step |")
+    print(f"\n{args.guide}, {args.steps} steps of {args.batch_size} rows, {args.repeats} "
+          f"run(s) per variant, native bf16 on this machine: {native_bf16()}\n")  # fmt: skip
+    print(
+        "| variant | s/step (median; runs) | speed-up | whole run s | peak RSS GiB | "
+        "loss per step |"
+    )
     print("|---|---:|---:|---:|---:|---|")
     for row in rows:
         losses = " ".join(f"{x:.3f}" for x in row["loss"])
-        print(f"| {row['precision']} | {row['s_per_step']} | {base / row['s_per_step']:.2f}x | "
-              f"{row['wall_s']} | {row['peak_rss_gib']} | {losses} |")  # fmt: skip
+        runs_s = ", ".join(map(str, row["s_per_step_runs"]))
+        print(f"| {row['variant']} | {row['s_per_step']} ({runs_s}) | "
+              f"{base / row['s_per_step']:.2f}x | {row['wall_s']} | {row['peak_rss_gib']} | "
+              f"{losses} |")  # fmt: skip
     if args.out:
         write_json(args.out, {
             "guide": args.guide, "rows": rows, "native_bf16": native_bf16(),
@@ -114,6 +166,22 @@ def main() -> None:
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         })  # fmt: skip
+
+
+def strip_variants(argv: list[str]) -> list[str]:
+    """The command line without `--variants`/`--precisions`/`--repeats` (a child process
+    runs the one variant it is given)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--variants", "--precisions", "--repeats"):
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":
