@@ -116,16 +116,22 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
                   "Each guided row's problems split by whether the core was shown the guide's "
                   "plan (valid, repaired or leaking) or answered alone (the guide's output was "
                   "unusable), with the core alone's accuracy on the same problems; n counts "
-                  "problem-seed pairs.", "",
+                  "problem-seed pairs. The last column splits the row's difference from the "
+                  "core alone (on these pairs) into what the plans shown made and what the "
+                  "problems answered alone made (there, decoding noise).", "",
                   "| method | core | plan shown: n | accuracy | core alone on them | "
-                  "answered alone: n | accuracy | core alone on them |",
-                  "|" + "---|" * 8]  # fmt: skip
+                  "answered alone: n | accuracy | core alone on them | "
+                  "difference: from plans + answered alone |",
+                  "|" + "---|" * 9]  # fmt: skip
         for row in split_rows:
             cells = [row["label"], f"`{row['core'].rsplit('/', 1)[-1]}`"]
             for key in ("shown", "not_shown"):
                 part = row["by_plan"][key]
                 cells += [str(part["n"]), _fraction(part["accuracy"]),
                           _fraction(part["core_alone"])]  # fmt: skip
+            shown, alone = (row["by_plan"][k].get("contribution") for k in ("shown", "not_shown"))
+            cells.append("-" if shown is None else
+                         f"{shown + alone:+.3f}: {shown:+.3f} + {alone:+.3f}")  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     if results["transfer"]:
         lines += ["", "## guide transfer", "",

@@ -210,8 +210,11 @@ def plan_split(
     the guide's plan or answered alone, each with the row's accuracy and the core alone's on
     the same problems (pooled over the seeds both have; `n` counts problem-seed pairs). On
     the problems answered alone the two should agree; on the others the difference is what
-    the plans did. None for a row without per-problem verdicts (unguided, or a cell written
-    before they were kept)."""
+    the plans did. Each part's `contribution` is its share of the row's difference from
+    the core alone, (row right - core alone right) / all problem-seed pairs: the two parts
+    add up to the whole difference, so a report can say how much of a loss the plans made
+    and how much is decoding noise on the problems answered alone. None for a row without
+    per-problem verdicts (unguided, or a cell written before they were kept)."""
     split = {"shown": [0, 0.0, 0.0], "not_shown": [0, 0.0, 0.0]}
     for cell in cells:
         verdicts, alone = cell.get("verdict_by_problem"), core_alone.get(cell["seed"])
@@ -223,10 +226,12 @@ def plan_split(
                 entry[0] += 1
                 entry[1] += score
                 entry[2] += alone[problem]
-    if not any(n for n, _, _ in split.values()):
+    total = sum(n for n, _, _ in split.values())
+    if not total:
         return None
     return {key: {"n": n, "accuracy": right / n if n else None,
-                  "core_alone": alone / n if n else None}
+                  "core_alone": alone / n if n else None,
+                  "contribution": (right - alone) / total}
             for key, (n, right, alone) in split.items()}  # fmt: skip
 
 

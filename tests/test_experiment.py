@@ -500,10 +500,27 @@ def test_a_guided_row_is_split_by_whether_the_core_was_shown_a_plan() -> None:
     ]  # fmt: skip
     split = plan_split(cells, alone)
     # shown: seed 0 a, b, c and seed 1 a: the row 2 of 4, the core alone 3 of 4 on them
-    assert split["shown"] == {"n": 4, "accuracy": 0.5, "core_alone": 0.75}
+    # (its part of the row's difference from the core alone: (2 - 3) of all 7 pairs)
+    assert split["shown"] == {"n": 4, "accuracy": 0.5, "core_alone": 0.75,
+                              "contribution": pytest.approx(-1 / 7)}  # fmt: skip
     # answered alone: seed 0 d and seed 1 b, c: the row 1 of 3, the core alone 1 of 3
-    assert split["not_shown"] == {"n": 3, "accuracy": pytest.approx(1 / 3),
-                                  "core_alone": pytest.approx(1 / 3)}  # fmt: skip
+    assert split["not_shown"] == {
+        "n": 3,
+        "accuracy": pytest.approx(1 / 3),
+        "core_alone": pytest.approx(1 / 3),
+        "contribution": 0.0,
+    }
+    # the same cells through the report: the markdown row, its difference split in two
+    core = [{**cell("core", seed, 0.5, 1e-4), "n": 4, "scores": scores}
+            for seed, scores in alone.items()]  # fmt: skip
+    guided = [{**cell("exectune-sft", c["seed"], 0.5, 1e-4, False), **c, "guided": True,
+               "n": len(c["scores"])} for c in cells[:2]]  # fmt: skip
+    config = ExperimentConfig("x", "gsm8k", ["core", "exectune-sft"], ["c/x"], seeds=[0, 1])
+    table = markdown(aggregate(config, core + guided, ["a", "b", "c", "d"]), "x.png")
+    expected = (
+        "| exectune-sft | `x` | 4 | 0.500 | 0.750 | 3 | 0.333 | 0.333 | -0.143: -0.143 + +0.000 |"
+    )
+    assert expected in table
     assert plan_split([{"seed": 0, "scores": {"a": 1.0}}], alone) is None  # no verdicts kept
 
 
