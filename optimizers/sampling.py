@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +32,8 @@ from gcop.errors import ConfigError, GcopError
 from gcop.program import GCoP, Guide
 from gcop.strategy import Strategy, Verdict
 from gcop.task import Metric
+
+log = logging.getLogger(__name__)
 
 REFERENCE_FIELD = "reference_solution"
 REFERENCE_SOURCE = "reference"
@@ -234,8 +240,29 @@ def sample_strategies(
             for j in range(config.candidates)
         ]
     with ThreadPoolExecutor(max_workers=max(1, config.num_threads)) as pool:
-        attempts = list(pool.map(lambda job: job(), jobs))
+        attempts = list(pool.map(progress_lines(len(jobs)), jobs))
     return SamplingResult(attempts, _keep(attempts, config.keep))
+
+
+def progress_lines(total: int, lines: int = 10) -> Callable[[Callable[[], Attempt]], Attempt]:
+    """A job runner that logs `sample: done/total judged, k accepted, s` about `lines` times
+    over the stage (at each tenth by default, and at the end): stage 1 is minutes of core
+    calls, and a log with nothing in it between `sample: started` and the stage's end
+    looks stuck. Thread-safe: the pool's workers share it."""
+    lock, started, every = threading.Lock(), time.perf_counter(), max(1, total // lines)
+    counts = {"done": 0, "accepted": 0}
+
+    def run(job: Callable[[], Attempt]) -> Attempt:
+        attempt = job()
+        with lock:
+            counts["done"] += 1
+            counts["accepted"] += attempt.accepted
+            if counts["done"] % every == 0 or counts["done"] == total:
+                log.info("sample: %d/%d judged, %d accepted, %.0f s", counts["done"], total,
+                         counts["accepted"], time.perf_counter() - started)  # fmt: skip
+        return attempt
+
+    return run
 
 
 def example_key(example: dspy.Example, position: int) -> str:

@@ -4,6 +4,7 @@ the baselines' stage options, and the statistics against values computed by hand
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -328,7 +329,7 @@ def test_the_example_grids_load_and_name_registered_methods(name: str) -> None:
 
 
 def test_supervised_sampling_keeps_every_parsed_strategy_without_a_core_call(
-    api, fresh_cache
+    api, fresh_cache, caplog: pytest.LogCaptureFixture
 ) -> None:
     from gcop.optimizers.sampling import SamplingConfig, sample_strategies
     from gcop.program import Core, GCoP, Guide
@@ -340,7 +341,11 @@ def test_supervised_sampling_keeps_every_parsed_strategy_without_a_core_call(
         program, examples(3), teacher=lm(api), metric=gsm8k_metric,
         config=SamplingConfig(candidates=1, accept=accept),
     )  # fmt: skip
-    assert run("executes").accepted == []
+    with caplog.at_level(logging.INFO, logger="gcop.optimizers"):
+        assert run("executes").accepted == []
+    # a progress line per judged strategy at this size (a tenth of 3 rounds down to 1)
+    assert [r.getMessage().rsplit(",", 1)[0] for r in caplog.records] == [
+        f"sample: {k}/3 judged, 0 accepted" for k in (1, 2, 3)]  # fmt: skip
     before = api.model.requests
     kept = run("parsed")
     assert len(kept.accepted) == 3 and all(a.core_cost == 0 for a in kept.accepted)
