@@ -117,7 +117,7 @@ def main() -> None:
     add("--variants", help="';'-separated variants (see the module docstring)")
     add("--repeats", type=int, default=1, help="run the whole list this many times in turn")
     add("--out", type=Path, help="JSON rows (default: print only)")
-    add("--one", help=argparse.SUPPRESS)  # internal: run one precision in this process
+    add("--one", help=argparse.SUPPRESS)  # internal: run this one variant here
     add("--row-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -135,7 +135,7 @@ def main() -> None:
             _, _, env = parse_variant(variant)
             with tempfile.TemporaryDirectory() as folder:
                 row_out = Path(folder) / "row.json"
-                command = [sys.executable, __file__, *strip_variants(sys.argv[1:]), "--one",
+                command = [sys.executable, __file__, *sys.argv[1:], "--one",
                            variant, "--row-out", str(row_out)]  # fmt: skip
                 subprocess.run(command, check=True, env={**os.environ, **env})
                 runs[variant].append(json.loads(row_out.read_text()))
@@ -166,22 +166,6 @@ def main() -> None:
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         })  # fmt: skip
-
-
-def strip_variants(argv: list[str]) -> list[str]:
-    """The command line without `--variants`/`--precisions`/`--repeats` (a child process
-    runs the one variant it is given)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ("--variants", "--precisions", "--repeats"):
-            skip = "=" not in arg
-            continue
-        kept.append(arg)
-    return kept
 
 
 if __name__ == "__main__":
