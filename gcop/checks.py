@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
-from collections.abc import Sequence
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dspy
+import pydantic
 
-from gcop.errors import GcopError
+from gcop.errors import ConfigError, GcopError
 from gcop.local.spec import LocalModelSpec
 from gcop.strategy import Strategy
 
@@ -92,3 +97,35 @@ def check_credentials(lm: dspy.BaseLM) -> None:
             f"{model} needs {', '.join(missing)}: set it in the environment "
             f"(export {missing[0]}=...) or pass api_key=... to the LM"
         )
+
+
+def check_options(options: type, values: Mapping[str, Any], where: str) -> None:
+    """`values` must be keyword arguments the dataclass `options` takes: known names, values
+    of the annotated types, and whatever its own `__post_init__` checks, so that a typo in
+    a config file fails at once and not hours into a run. pydantic checks the types (a model
+    built from the dataclass's fields); the values themselves are passed on unchanged."""
+    hints = typing.get_type_hints(options)
+    names = [f.name for f in dataclasses.fields(options) if f.init]
+    model = pydantic.create_model(
+        options.__name__, __config__=pydantic.ConfigDict(extra="forbid"),
+        **{name: (hints[name], None) for name in names},
+    )  # fmt: skip
+    try:
+        model.model_validate(dict(values))
+    except pydantic.ValidationError as error:
+        problems = []
+        for problem in error.errors(include_url=False):
+            name = ".".join(map(str, problem["loc"]))
+            if problem["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(name, names, n=1)
+                problems.append(f"unknown option {name!r}"
+                                + (f" (did you mean {close[0]!r}?)" if close else ""))  # fmt: skip
+            else:
+                problems.append(f"{name} = {problem['input']!r}: {problem['msg']}")
+        raise ConfigError(
+            f"{where}: {'; '.join(problems)}. Its options: {', '.join(names)}"
+        ) from None
+    try:
+        options(**values)
+    except (TypeError, ValueError) as error:  # a required option missing, __post_init__
+        raise ConfigError(f"{where}: {error}") from None

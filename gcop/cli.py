@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
@@ -86,7 +87,9 @@ def one_line_errors(command):
         try:
             return command(*args, **kwargs)
         except GcopError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            # escaped: a message may quote a config table such as [rl], which is not markup
+            errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False,
+                         soft_wrap=True)  # fmt: skip
             raise typer.Exit(2) from None
 
     return wrapper

@@ -40,6 +40,7 @@ from typing import Any
 import dspy
 
 from gcop.atomic import write_json
+from gcop.checks import check_options
 from gcop.errors import BudgetExceededError, ConfigError
 from gcop.experiment_stats import FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
@@ -143,6 +144,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
     data.setdefault("name", path.stem)
     data["source"] = str(path)
     data["stage_options"] = {key: data.pop(key) for key in STAGE_SECTIONS if key in data}
+    for i, spec in enumerate(data.get("transfer", [])):
+        check_options(Transfer, spec, f"{path}: [[transfer]] entry {i + 1}")
     data["transfer"] = [Transfer(**spec) for spec in data.get("transfer", [])]
     known = {f.name for f in dataclasses.fields(ExperimentConfig)}
     if unknown := set(data) - known:
@@ -257,11 +260,13 @@ def run_experiment(
     `report_only`: run nothing; aggregate the cells finished so far (a grid stopped part-way,
     or still running in another process) and list the rest as `unfinished`."""
     from gcop.experiment_report import write_results
-    from gcop.registry import get_task, methods
+    from gcop.registry import get_task, methods, stage_tables
 
     task = get_task(config.task)
     for name in {*config.methods, *(("transfer", "retune") if config.transfer else ())}:
         methods[name]  # an unknown method fails here, before any call
+    for table, values in config.stage_options.items():  # and a mistyped option
+        check_options(stage_tables[table], values, f"[{table}] of {config.source or config.name}")
     problems = _select(task, config.split, config.limit)
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []

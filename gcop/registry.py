@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from gcop.errors import GcopError, UnknownTaskError
+from gcop.errors import ConfigError, GcopError, UnknownTaskError
 
 if TYPE_CHECKING:
     from gcop.task import Task
@@ -126,6 +126,9 @@ datasets: Registry[DatasetSource] = Registry("dataset")
 optimizers: Registry[type] = Registry("optimizer")
 methods: Registry[Any] = Registry("method")
 """Experiment methods (`gcop experiment`): name -> a `gcop.experiment.Method`."""
+stage_tables: Registry[type] = Registry("stage table", ConfigError)
+"""An experiment file's stage tables (`[sft]`, `[rl]`, ...): name -> the dataclass its keys
+fill (`gcop.optimizers.sft.SFTStageConfig`, ...), so a file is checked before any call."""
 
 
 def register_task(task: Task) -> Task:
@@ -152,6 +155,11 @@ def register_method(method: Any) -> Any:
     """Make an experiment method (a `gcop.experiment.Method`) known by its `name`; returns
     it, so a module can write `CORE = register_method(Method(...))`."""
     return methods.register(method.name, method)
+
+
+def register_stage_table(name: str, options: type) -> type:
+    """Name the dataclass an experiment file's `[name]` table fills (its keys, its types)."""
+    return stage_tables.register(name, options)
 
 
 def get_task(name: str) -> Task:

@@ -47,7 +47,7 @@ from gcop.optimizers.rl import RLStageConfig
 from gcop.optimizers.sampling import REFERENCE_SOURCES, SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
 from gcop.program import Core, CoreOnly, GCoP, Guide
-from gcop.registry import register_method
+from gcop.registry import register_method, register_stage_table
 
 log = logging.getLogger(__name__)
 STAGES = ("sample", "sft", "rl")
@@ -300,3 +300,6 @@ METHODS = [
 ]  # fmt: skip
 for _method in METHODS:
     register_method(_method)
+for _table, _options in (("sampling", SamplingConfig), ("sft", SFTStageConfig),
+                         ("rl", RLStageConfig), ("reward", RewardWeights)):  # fmt: skip
+    register_stage_table(_table, _options)

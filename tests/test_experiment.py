@@ -171,6 +171,32 @@ def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path
                          transfer=[Transfer("a/b", "c/d", stage="sample")])  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("[rl]\nmax_step = 3",
+         "[rl] of {path}: unknown option 'max_step' (did you mean 'max_steps'?)"),
+        ('[sft]\nepochs = "three"',
+         "[sft] of {path}: epochs = 'three': Input should be a valid number"),
+        ("[reward]\nsucess = 1.0", "unknown option 'sucess' (did you mean 'success'?)"),
+        ('[[transfer]]\nsource = "a/b"\ntraget = "c/d"',
+         "{path}: [[transfer]] entry 1: unknown option 'traget' (did you mean 'target'?)"),
+        ('[[transfer]]\nsource = "a/b"', "entry 1: Transfer.__init__() missing 1 required"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_stage_option_is_refused_before_any_call(
+    tmp_path: Path, table: str, expected: str
+) -> None:
+    """A typo in a stage table used to surface only when the first compile started, after
+    the core cells' calls (and in a table, rich ate the `[rl]` of the message)."""
+    path = write_config(tmp_path, methods=["core", "exectune-sft"], guide="local/x")
+    path.write_text(path.read_text().replace("[sampling]", f"{table}\n\n[sampling]"))
+    result = CliRunner().invoke(app, ["experiment", str(path)])
+    assert result.exit_code == 2, result.output
+    assert expected.format(path=path) in " ".join(result.output.split())
+    assert not (tmp_path / "work").exists()  # refused before the work folder is made
+
+
 def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
     api = loopback_env
     config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0,
@@ -315,14 +341,18 @@ def test_core_demos_on_a_task_without_worked_solutions_says_so(fresh_cache, tmp_
     assert "has no worked solutions to show the core" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("name", ["gsm8k", "gsm8k-cpu", "math500-cpu", "code"])
-def test_the_example_grids_load_and_name_registered_methods(name: str) -> None:
-    from gcop.registry import get_task, methods
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "experiments").glob("*.toml")),
+                         ids=lambda path: path.stem)  # fmt: skip
+def test_the_example_grids_load_and_name_registered_methods(path: Path) -> None:
+    from gcop.checks import check_options
+    from gcop.registry import get_task, methods, stage_tables
 
-    config = load_config(ROOT / "examples" / "experiments" / f"{name}.toml")
+    config = load_config(path)
     get_task(config.task)
-    assert all(m in methods for m in config.methods) and len(config.seeds) == 3
-    assert len(plan_cells(config)) >= 3 * len(config.methods)
+    assert all(m in methods for m in config.methods) and config.seeds
+    assert len(plan_cells(config)) >= len(config.seeds) * len(config.methods)
+    for table, values in config.stage_options.items():
+        check_options(stage_tables[table], values, table)
 
 
 # -- the baselines' stage options -------------------------------------------------------
