@@ -58,9 +58,9 @@ def train_once(args: argparse.Namespace) -> dict:
     guide = Guide(task.strategy_type, args.guide, max_tokens=task.guide_max_tokens)
     examples = sft_examples(guide, train, accepted)
     precision, overrides, _ = parse_variant(args.one)
-    config = SFTStageConfig(max_steps=args.steps, logging_steps=1, save_steps=10**6,
-                            per_device_batch_size=args.batch_size, precision=precision,
-                            **overrides)  # fmt: skip
+    options = {"max_steps": args.steps, "logging_steps": 1, "save_steps": 10**6,
+               "per_device_batch_size": args.batch_size, "precision": precision}  # fmt: skip
+    config = SFTStageConfig(**{**options, **overrides})  # a variant's options win
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         finetune(args.guide, examples, config, Path(folder))
