@@ -7,7 +7,7 @@ import difflib
 import os
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import dspy
 import pydantic
@@ -15,6 +15,8 @@ import pydantic
 from gcop.errors import ConfigError, GcopError
 from gcop.local.spec import LocalModelSpec
 from gcop.strategy import Strategy
+
+T = TypeVar("T")
 
 MAX_INPUT_CHARS = 50_000
 """An input longer than this is almost surely a mistake (a whole file pasted into a field)."""
@@ -99,11 +101,11 @@ def check_credentials(lm: dspy.BaseLM) -> None:
         )
 
 
-def check_options(options: type, values: Mapping[str, Any], where: str) -> None:
-    """`values` must be keyword arguments the dataclass `options` takes: known names, values
-    of the annotated types, and whatever its own `__post_init__` checks, so that a typo in
-    a config file fails at once and not hours into a run. pydantic checks the types (a model
-    built from the dataclass's fields); the values themselves are passed on unchanged."""
+def check_options(options: type[T], values: Mapping[str, Any], where: str) -> T:
+    """`options(**values)`, where `values` must be keyword arguments the dataclass takes:
+    known names, values of the annotated types, and whatever its own `__post_init__` checks,
+    so that a typo in a config file fails at once and not hours into a run. pydantic checks
+    the types (a model built from the dataclass's fields); the values are not converted."""
     hints = typing.get_type_hints(options)
     names = [f.name for f in dataclasses.fields(options) if f.init]
     model = pydantic.create_model(
@@ -126,6 +128,6 @@ def check_options(options: type, values: Mapping[str, Any], where: str) -> None:
             f"{where}: {'; '.join(problems)}. Its options: {', '.join(names)}"
         ) from None
     try:
-        options(**values)
+        return options(**values)
     except (TypeError, ValueError) as error:  # a required option missing, __post_init__
         raise ConfigError(f"{where}: {error}") from None

@@ -144,9 +144,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
     data.setdefault("name", path.stem)
     data["source"] = str(path)
     data["stage_options"] = {key: data.pop(key) for key in STAGE_SECTIONS if key in data}
-    for i, spec in enumerate(data.get("transfer", [])):
-        check_options(Transfer, spec, f"{path}: [[transfer]] entry {i + 1}")
-    data["transfer"] = [Transfer(**spec) for spec in data.get("transfer", [])]
+    data["transfer"] = [check_options(Transfer, spec, f"{path}: [[transfer]] entry {i}")
+                        for i, spec in enumerate(data.get("transfer", []), start=1)]  # fmt: skip
     known = {f.name for f in dataclasses.fields(ExperimentConfig)}
     if unknown := set(data) - known:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -260,13 +259,12 @@ def run_experiment(
     `report_only`: run nothing; aggregate the cells finished so far (a grid stopped part-way,
     or still running in another process) and list the rest as `unfinished`."""
     from gcop.experiment_report import write_results
-    from gcop.registry import get_task, methods, stage_tables
+    from gcop.registry import get_task, methods
 
     task = get_task(config.task)
     for name in {*config.methods, *(("transfer", "retune") if config.transfer else ())}:
         methods[name]  # an unknown method fails here, before any call
-    for table, values in config.stage_options.items():  # and a mistyped option
-        check_options(stage_tables[table], values, f"[{table}] of {config.source or config.name}")
+    check_stage_options(config)  # and a mistyped option
     problems = _select(task, config.split, config.limit)
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []
@@ -292,6 +290,15 @@ def run_experiment(
     aggregated = aggregate(config, results, ids, unfinished=unfinished)
     write_results(aggregated, config)
     return aggregated
+
+
+def check_stage_options(config: ExperimentConfig) -> None:
+    """Every key of the stage tables against the dataclass its table fills (registered by
+    the optimizers in `gcop.registry.stage_tables`): a ConfigError naming the first typo."""
+    from gcop.registry import stage_tables
+
+    for table, values in config.stage_options.items():
+        check_options(stage_tables[table], values, f"[{table}] of {config.source or config.name}")
 
 
 @contextlib.contextmanager

@@ -344,15 +344,14 @@ def test_core_demos_on_a_task_without_worked_solutions_says_so(fresh_cache, tmp_
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "experiments").glob("*.toml")),
                          ids=lambda path: path.stem)  # fmt: skip
 def test_the_example_grids_load_and_name_registered_methods(path: Path) -> None:
-    from gcop.checks import check_options
-    from gcop.registry import get_task, methods, stage_tables
+    from gcop.experiment import check_stage_options
+    from gcop.registry import get_task, methods
 
     config = load_config(path)
     get_task(config.task)
     assert all(m in methods for m in config.methods) and config.seeds
     assert len(plan_cells(config)) >= len(config.seeds) * len(config.methods)
-    for table, values in config.stage_options.items():
-        check_options(stage_tables[table], values, table)
+    check_stage_options(config)  # raises on a mistyped option
 
 
 # -- the baselines' stage options -------------------------------------------------------
