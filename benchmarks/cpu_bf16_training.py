@@ -97,7 +97,7 @@ def parse_variant(variant: str) -> tuple[str, dict, dict[str, str]]:
         if key.isupper():
             env[key] = value
         elif key in defaults:
-            overrides[key] = type(defaults[key])(value)
+            overrides[key] = None if value == "None" else type(defaults[key])(value)
         else:
             raise SystemExit(f"variant {variant!r}: {key} is neither an SFTStageConfig field "
                              "nor an upper-case environment variable")  # fmt: skip

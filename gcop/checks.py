@@ -131,3 +131,11 @@ def check_options(options: type[T], values: Mapping[str, Any], where: str) -> T:
         return options(**values)
     except (TypeError, ValueError) as error:  # a required option missing, __post_init__
         raise ConfigError(f"{where}: {error}") from None
+
+
+def speed_options(options: type) -> frozenset[str]:
+    """The options of a stage dataclass that change how a stage runs (threads, memory), not
+    what it computes: fields marked `metadata={"speed": True}`. They are left out of a run's
+    identity, so a resumed run may change them (e.g. a smaller micro-batch after running
+    out of memory) without being refused as a different run."""
+    return frozenset(f.name for f in dataclasses.fields(options) if f.metadata.get("speed"))

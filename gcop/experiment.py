@@ -40,7 +40,8 @@ from typing import Any
 import dspy
 
 from gcop.atomic import write_json
-from gcop.checks import check_options
+from gcop.attempts import begin_attempt, describe, earlier_attempts, end_attempt, peak_rss_gib
+from gcop.checks import check_options, speed_options
 from gcop.errors import BudgetExceededError, ConfigError
 from gcop.experiment_stats import FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
@@ -276,13 +277,20 @@ def run_experiment(
             result = finished_cell(path)
             reused = result is not None
             if result is None and report_only:
-                unfinished.append({"label": cell.label, "core": cell.core, "seed": cell.seed})
+                unfinished.append({"label": cell.label, "core": cell.core, "seed": cell.seed,
+                                   "attempts": earlier_attempts(path)})  # fmt: skip
                 continue
             if result is None:
+                interrupted = begin_attempt(path)
+                for attempt in interrupted:
+                    log(f"{cell.label} ({cell.core}, seed {cell.seed}) was {describe(attempt)}")
                 context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
                                         memo, transfer=cell.transfer, log=log)  # fmt: skip
                 result = run_cell(cell, methods[cell.method], context, problems, on_scored)
+                if interrupted:
+                    result["interrupted_attempts"] = interrupted
                 write_json(path, portable(result, config.work_dir))
+                end_attempt(path)
             results.append(result)
             if on_cell:
                 on_cell(index, len(cells), cell, result, reused)
@@ -377,6 +385,7 @@ def run_cell(
             "build": round(built - started, 1),
             "score": round(time.perf_counter() - built, 1),
         },  # fmt: skip
+        "peak_rss_gib": peak_rss_gib(),  # the process's, so far: is memory getting tight?
         "notes": context.notes,
     }
 
@@ -452,6 +461,20 @@ def _id(example: dspy.Example, index: int) -> str:
     return str(example.get("id", f"#{index}"))
 
 
+def _without_speed_options(identity: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's identity without the stage options that change how a compile runs,
+    not what it computes (:func:`gcop.checks.speed_options`): adding `micro_batch_size` to
+    `[sft]` after a run was killed for memory resumes the same cells."""
+    from gcop.registry import stage_tables
+
+    tables = {}
+    for table, values in identity.get("stage_options", {}).items():
+        speed = speed_options(stage_tables[table])
+        if kept := {key: value for key, value in values.items() if key not in speed}:
+            tables[table] = kept  # a table of speed options alone is no table
+    return {**identity, "stage_options": tables}
+
+
 def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
     """Refuse to mix cells made under other settings into this experiment's folder (or, not
     `create`-ing it, to report on a folder that holds no run of this experiment)."""
@@ -464,7 +487,7 @@ def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
         )
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved != identity:
+        if _without_speed_options(saved) != _without_speed_options(identity):
             changed = sorted(k for k in identity if saved.get(k) != identity[k])
             raise ConfigError(
                 f"{config.work_dir} holds cells made with other settings ({', '.join(changed)}); "

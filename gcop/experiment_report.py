@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop.atomic import atomic_path, write_json, write_text
+from gcop.attempts import describe
 from gcop.paths import portable
 
 
@@ -152,6 +153,9 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
         lines += ["", "## cells not yet run (`gcop experiment FILE` runs them)", "",
                   ", ".join(f"{u['label']} ({u['core'].rsplit('/', 1)[-1]}, seed {u['seed']})"
                             for u in results["unfinished"])]  # fmt: skip
+        for u in results["unfinished"]:
+            lines += [f"- {u['label']} (seed {u['seed']}) was {describe(a)}"
+                      for a in u.get("attempts", [])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

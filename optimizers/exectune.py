@@ -30,7 +30,7 @@ import dspy
 
 from gcop.atomic import write_json, write_text
 from gcop.calls import default_cache
-from gcop.checks import check_credentials, check_examples, check_strategy_type
+from gcop.checks import check_credentials, check_examples, check_strategy_type, speed_options
 from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
 from gcop.local.spec import LocalModelSpec
@@ -69,9 +69,6 @@ LATER_OPTIONS = {
 }
 """Options added after compiles had been made: at their default they are left out of a
 compile's identity (`config.json`), so an output folder made before they existed resumes."""
-SPEED_OPTIONS = {("sampling", "num_threads")}
-"""Options that change how fast a compile runs, not what it computes (every call is cached
-by its content): never part of a compile's identity, so a resumed run may change them."""
 
 
 @dataclass
@@ -445,12 +442,15 @@ def core_with_guide_demos(
 
 
 def _without_speed(identity: dict[str, Any]) -> dict[str, Any]:
-    """A compile identity without its :data:`SPEED_OPTIONS`."""
+    """A compile identity without the options that change how fast (or in how much memory)
+    it runs, not what it computes (:func:`gcop.checks.speed_options`; every call is cached
+    by its content): a resumed run may change them."""
     config = {section: dict(values) if isinstance(values, dict) else values
               for section, values in identity.get("config", {}).items()}  # fmt: skip
-    for section, name in SPEED_OPTIONS:
+    for section, options in ExecTune.config_types.items():
         if isinstance(config.get(section), dict):
-            config[section].pop(name, None)
+            for name in speed_options(options):
+                config[section].pop(name, None)
     return {**identity, "config": config}
 
 

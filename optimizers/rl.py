@@ -18,7 +18,7 @@ from typing import Any
 from gcop.atomic import write_json
 from gcop.errors import ConfigError
 from gcop.local.precision import check_precision, precision_field, trains_in_bf16
-from gcop.optimizers.base import ADAPTER, StageDir
+from gcop.optimizers.base import ADAPTER, StageDir, release_memory
 from gcop.optimizers.sft import last_checkpoint, load_base, save_stage, trainer_args
 
 RewardFunction = Callable[..., list[float | None]]
@@ -135,7 +135,10 @@ def reinforce(
         peft_config=lora,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
-    return save_stage(trainer, output_dir)
+    adapter = save_stage(trainer, output_dir)
+    del trainer, model
+    release_memory()
+    return adapter
 
 
 def grpo_args(config: RLStageConfig, output_dir: Path):

@@ -66,7 +66,7 @@ class SamplingConfig:
         default=True,
         metadata={"help": "decode LLM teachers under the strategy's JSON schema"},
     )
-    num_threads: int = field(default=16, metadata={"help": "concurrent candidates"})
+    num_threads: int = field(default=16, metadata={"help": "concurrent candidates", "speed": True})
     accept: str = field(
         default="executes",
         metadata={"help": "'executes': valid, leak-free and the core succeeds (ExecTune); "

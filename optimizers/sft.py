@@ -19,7 +19,7 @@ from gcop.atomic import atomic_dir, write_json
 from gcop.local.precision import check_precision, precision_field, trains_in_bf16
 from gcop.local.registry import resolve
 from gcop.local.spec import LocalModelSpec
-from gcop.optimizers.base import ADAPTER, StageDir
+from gcop.optimizers.base import ADAPTER, StageDir, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,19 @@ class SFTStageConfig:
     target_modules: str | list[str] = field(
         default="all-linear", metadata={"help": "modules that get LoRA weights"}
     )
-    per_device_batch_size: int = field(default=8, metadata={"help": "examples per forward pass"})
-    gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "forward passes per optimizer step"}
+    per_device_batch_size: int = field(
+        default=8, metadata={"help": "examples per optimizer step on each device"}
     )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "per-device batches per optimizer step"}
+    )
+    micro_batch_size: int | None = field(
+        default=2,
+        metadata={"help": "at most this many examples per forward pass: a batch runs as "
+                  "micro-batches whose gradients add up to the batch's, the same update in "
+                  "less memory (the batch size or more, or None: the whole batch at once)",
+                  "speed": True},
+    )  # fmt: skip
     max_length: int = field(
         default=2048, metadata={"help": "tokens per example (prompt + strategy), cut beyond"}
     )
@@ -69,6 +78,28 @@ class SFTStageConfig:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(
+                f"micro_batch_size={self.micro_batch_size}: give at least 1 example per "
+                "forward pass, or None for the whole per-device batch at once"
+            )
+
+    @property
+    def forward_batch(self) -> tuple[int, int]:
+        """(examples per forward pass, forward passes per optimizer step) as the Trainer
+        is given them: the per-device batch cut into equal micro-batches of at most
+        `micro_batch_size` (the largest divisor of the batch not above it).
+
+        Why a split and not a smaller batch: on the CPU the activations of a batch of 8
+        long plans (MATH-500) took 17 GB, and the kernel killed the run; micro-batches of 2
+        took 5.6 GB and were faster (docs/benchmarks.md, "SFT memory on long plans"). The
+        Trainer weighs each micro-batch's loss by its share of the batch's target tokens
+        (`num_items_in_batch`), so the update is the batch's, to rounding.
+        """
+        batch = self.per_device_batch_size
+        cap = min(self.micro_batch_size or batch, batch)
+        micro = max(d for d in range(1, cap + 1) if batch % d == 0)  # equal micro-batches
+        return micro, self.gradient_accumulation_steps * (batch // micro)
 
 
 def finetune(
@@ -92,8 +123,11 @@ def finetune(
     write_json(output_dir / "config.json", asdict(config))
     model, tokenizer = load_base(base_model, bf16=trains_in_bf16(config.precision))
     dataset = Dataset.from_list([as_prompt_completion(e) for e in examples])
+    shared = trainer_args(config, output_dir)
+    micro, accumulation = config.forward_batch  # the batch, in micro-batches
+    shared.update(per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation)
     args = SFTConfig(
-        **trainer_args(config, output_dir),
+        **shared,
         num_train_epochs=config.epochs,
         max_length=config.max_length,
         completion_only_loss=True,
@@ -106,7 +140,10 @@ def finetune(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
-    return save_stage(trainer, output_dir)
+    adapter = save_stage(trainer, output_dir)
+    del trainer, model
+    release_memory()
+    return adapter
 
 
 def as_prompt_completion(example: dict[str, Any]) -> dict[str, list]:

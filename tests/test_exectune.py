@@ -182,7 +182,12 @@ def test_bad_input_fails_before_any_call(api, fresh_cache, tiny_model: str, tmp_
         changed.compile(program(api, tiny_model), examples(1))
     faster = optimizer(api, tmp_path / "other", stages=("sample",))
     faster.config.sampling.num_threads = 1  # how fast, not what: the same compile resumes
+    faster.config.sft.micro_batch_size = None  # how much memory, not what: the same
     faster.compile(program(api, tiny_model), examples(1))
+    bigger = optimizer(api, tmp_path / "other", stages=("sample",))
+    bigger.config.sft.per_device_batch_size = 16  # a different update: a different compile
+    with pytest.raises(OutputDirConflictError, match="different configuration"):
+        bigger.compile(program(api, tiny_model), examples(1))
 
 
 KILL_POINTS = {

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gcop.attempts import earlier_attempts, still_running
 from gcop.cli import app
 from gcop.errors import ConfigError
 from gcop.experiment import ExperimentConfig, Transfer, load_config, plan_cells
+from gcop.experiment import _claim_work_dir as claim_work_dir
 from gcop.experiment_report import frontier, markdown
 from gcop.experiment_stats import (
     aggregate,
@@ -145,6 +147,21 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert "| exectune-as (seeds 0) |" in table and "cells not yet run" in table
 
 
+def test_a_memory_or_thread_setting_may_change_between_runs_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, methods=["core"], guide="local/x")
+    claim_work_dir(load_config(path))
+    text = path.read_text()
+    path.write_text(
+        text.replace("num_threads = 4", "num_threads = 1") + "\n[sft]\nmicro_batch_size = 1\n"
+    )  # after a run killed for memory
+    claim_work_dir(load_config(path))
+    path.write_text(text + "\n[sft]\nper_device_batch_size = 4\n")
+    with pytest.raises(ConfigError, match=r"other settings \(stage_options\)"):
+        claim_work_dir(load_config(path))
+
+
 def test_changed_settings_are_refused_and_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     path = write_config(tmp_path, methods=["core"], guide="local/x")
     config = load_config(path)
@@ -221,6 +238,9 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "results" / "experiment-tiny.json").exists()
+    killed_cell = tmp_path / "work" / "cells" / "gcop-base" / "openai_gpt-4o-mini" / "seed-0.json"
+    [attempt] = earlier_attempts(killed_cell)  # SIGKILL: nothing in the log, but this
+    assert attempt["pid"] == victim.pid and not still_running(attempt)
     written = first_cell.read_text()
     api.model.delay = 0.0
     served_before = len(api.model.bodies)
@@ -231,6 +251,10 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "[1/4] core | " in resumed.stdout and "done earlier" in resumed.stdout
     assert first_cell.read_text() == written  # a finished cell is read back, not redone
+    assert f"gcop-base ({REMOTE}, seed 0) was started" in resumed.stdout
+    assert f"process {victim.pid}" in resumed.stdout and "dmesg" in resumed.stdout
+    assert json.loads(killed_cell.read_text())["interrupted_attempts"] == [attempt]
+    assert earlier_attempts(killed_cell) == []  # finished: no attempt left open
     asked_after = Counter(_identity(b) for b in api.model.bodies[served_before:])
     assert asked_after, "the killed cell had calls left to make"
     assert {k for k in asked_after if answered_before[k] + asked_after[k] > 1} == set()

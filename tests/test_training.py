@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -112,6 +114,61 @@ def test_sft_trains_in_the_asked_precision_and_saves_an_fp32_adapter(
     assert loss[-1] < loss[0] - 0.1  # it learns in either precision
     weights = load_file(adapter / "adapter_model.safetensors")
     assert weights and {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_micro_batches_give_the_whole_batch_update(tiny_model: str, tmp_path: Path) -> None:
+    """Replies of different lengths, so a per-micro-batch mean would weigh tokens unequally:
+    the Trainer must weigh each micro-batch by its share of the batch's target tokens."""
+    examples = [{"messages": [*prompt(i), {"role": "assistant", "content": REPLY * (1 + i % 3)}]}
+                for i in range(8)]  # fmt: skip
+    logs = {}
+    for micro in (None, 1):
+        config = SFTStageConfig(**{**FAST_SFT, "per_device_batch_size": 4}, max_steps=2,
+                                micro_batch_size=micro, precision="fp32")  # fmt: skip
+        assert config.forward_batch == ((4, 1) if micro is None else (1, 4))
+        finetune(tiny_model, examples, config, tmp_path / str(micro))
+        rows = json.loads((tmp_path / str(micro) / "train_log.json").read_text())
+        logs[micro] = [v for r in rows if "loss" in r for v in (r["loss"], r["grad_norm"])]
+    assert len(logs[None]) == 4  # loss and gradient norm of 2 steps
+    assert logs[1] == pytest.approx(logs[None], rel=1e-4)
+
+
+def test_micro_batches_divide_the_batch_and_bad_sizes_are_refused() -> None:
+    def split(**options) -> tuple[int, int]:
+        return SFTStageConfig(**options).forward_batch
+
+    assert split() == (2, 4)  # the default: batch 8 in micro-batches of 2
+    assert split(micro_batch_size=None) == (8, 1)
+    assert split(per_device_batch_size=6, micro_batch_size=4) == (3, 2)  # equal parts
+    assert split(per_device_batch_size=1) == (1, 1)
+    assert split(per_device_batch_size=4, gradient_accumulation_steps=2) == (2, 4)
+    with pytest.raises(ValueError, match="at least 1 example"):
+        SFTStageConfig(micro_batch_size=0)
+
+
+FRAGMENTED_HEAP = """
+from gcop.optimizers.base import release_memory
+
+def rss_mib():
+    return next(int(line.split()[1]) // 1024 for line in open("/proc/self/status")
+                if line.startswith("VmRSS"))
+
+blocks = [bytes(1024) + bytes([i % 256]) for i in range(400_000)]  # ~400 MiB on the heap
+kept = blocks[::64]  # one block in 64 stays: the heap cannot shrink from its top
+del blocks
+freed = rss_mib()
+release_memory()
+print(freed, rss_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_memory_gives_freed_heap_back_to_the_system() -> None:
+    """What a long grid process keeps after a training stage: freed but not returned."""
+    run = subprocess.run([sys.executable, "-c", FRAGMENTED_HEAP], capture_output=True,
+                         text=True, timeout=120, check=True)  # fmt: skip
+    freed, released = map(int, run.stdout.split())
+    assert freed - released > 100  # MiB returned (about 190 of 400 here)
 
 
 def test_precision_auto_follows_the_hardware_and_typos_are_refused() -> None:
