@@ -241,6 +241,11 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     killed_cell = tmp_path / "work" / "cells" / "gcop-base" / "openai_gpt-4o-mini" / "seed-0.json"
     [attempt] = earlier_attempts(killed_cell)  # SIGKILL: nothing in the log, but this
     assert attempt["pid"] == victim.pid and not still_running(attempt)
+    report = CliRunner().invoke(app, ["experiment", str(config), "--report-only"])
+    assert report.exit_code == 0, report.output
+    table = (tmp_path / "results" / "experiment-tiny.md").read_text()
+    assert f"gcop-base (seed 0) was started {attempt['started']}" in table
+    assert "ended without finishing it" in table
     written = first_cell.read_text()
     api.model.delay = 0.0
     served_before = len(api.model.bodies)
