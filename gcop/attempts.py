@@ -65,6 +65,8 @@ def still_running(attempt: dict[str, Any]) -> bool:
 def describe(attempt: dict[str, Any]) -> str:
     """One attempt in words, with what to check when it died."""
     where = f"started {attempt['started']} by process {attempt['pid']} on {attempt['host']}"
+    if attempt.get("host") != socket.gethostname():
+        return f"{where} (another host: whether it still runs cannot be told from here)"
     if still_running(attempt):
         return f"{where}, which is still running"
     return (f"{where}, which ended without finishing it (killed? the kernel's out-of-memory "
