@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 import sys
 from datetime import UTC, datetime
@@ -75,5 +74,7 @@ def describe(attempt: dict[str, Any]) -> str:
 
 def peak_rss_gib() -> float:
     """This process's peak resident memory so far, in GiB."""
+    import resource  # Unix only, as is what fills this machine's memory in a grid
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 2)  # bytes on macOS
