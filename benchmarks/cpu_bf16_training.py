@@ -38,25 +38,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sft_rows import add_sft_row_options, sft_rows  # benchmarks/sft_rows.py (gcop imported late)
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def train_once(args: argparse.Namespace) -> dict:
     """One SFT run at `args.one`'s precision; returns its timing, memory and losses."""
     from gcop.atomic import write_json
-    from gcop.bench import select_examples
     from gcop.local.precision import trains_in_bf16
-    from gcop.optimizers.exectune import sft_examples
-    from gcop.optimizers.sampling import Attempt
     from gcop.optimizers.sft import SFTStageConfig, finetune
-    from gcop.program import Guide
-    from gcop.programs import get_task
 
-    task = get_task(args.task)
-    train = select_examples(task, "train", args.train, 0)
-    accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
-    guide = Guide(task.strategy_type, args.guide, max_tokens=task.guide_max_tokens)
-    examples = sft_examples(guide, train, accepted)
+    examples = sft_rows(args)
     precision, overrides, _ = parse_variant(args.one)
     options = {"max_steps": args.steps, "logging_steps": 1, "save_steps": 10**6,
                "per_device_batch_size": args.batch_size, "precision": precision}  # fmt: skip
@@ -107,10 +100,7 @@ def parse_variant(variant: str) -> tuple[str, dict, dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--accepted", type=Path, required=True, help="a stage-1 accepted.jsonl")
-    add("--task", default="gsm8k")
-    add("--train", type=int, default=150, help="the compile's training sample")
-    add("--guide", default="local/smollm2-135m-instruct")
+    add_sft_row_options(parser)
     add("--steps", type=int, default=6, help="optimizer steps per variant")
     add("--batch-size", type=int, default=8)
     add("--precisions", default="fp32,bf16", help="shorthand for variants of precision only")

@@ -27,7 +27,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sft_rows import add_sft_row_options, sft_rows  # benchmarks/sft_rows.py (gcop imported late)
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 VARIANTS = ("keep", "release")
 
 
@@ -40,19 +43,10 @@ def rss_gib() -> float:
 def measure(args: argparse.Namespace) -> dict:
     """One SFT run in this process under `args.one`; its resident memory before and after."""
     import gcop.optimizers.sft as sft
-    from gcop.bench import select_examples
-    from gcop.optimizers.exectune import sft_examples
-    from gcop.optimizers.sampling import Attempt
-    from gcop.program import Guide
-    from gcop.programs import get_task
 
     if args.one == "keep":
         sft.release_memory = gc.collect
-    task = get_task(args.task)
-    train = select_examples(task, "train", args.train, 0)
-    accepted = [Attempt(**json.loads(line)) for line in args.accepted.read_text().splitlines()]
-    guide = Guide(task.strategy_type, args.guide, max_tokens=task.guide_max_tokens)
-    examples = sft_examples(guide, train, accepted)
+    examples = sft_rows(args)
     before = rss_gib()
     config = sft.SFTStageConfig(max_steps=args.steps, save_steps=10**6, logging_steps=1)
     with tempfile.TemporaryDirectory() as folder:
@@ -64,10 +58,7 @@ def measure(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--accepted", type=Path, required=True, help="a stage-1 accepted.jsonl")
-    add("--task", default="gsm8k")
-    add("--train", type=int, default=150, help="the compile's training sample")
-    add("--guide", default="local/smollm2-135m-instruct")
+    add_sft_row_options(parser)
     add("--steps", type=int, default=8, help="optimizer steps per variant")
     add("--out", type=Path, help="JSON rows (default: print only)")
     add("--one", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: run one variant here
