@@ -90,9 +90,9 @@ class SFTStageConfig:
         is given them: the per-device batch cut into equal micro-batches of at most
         `micro_batch_size` (the largest divisor of the batch not above it).
 
-        Why a split and not a smaller batch: on the CPU the activations of a batch of 8
-        long plans (MATH-500) took 17 GB, and the kernel killed the run; micro-batches of 2
-        took 5.6 GB and were faster (docs/benchmarks.md, "SFT memory on long plans"). The
+        Why a split and not a smaller batch: on the CPU an epoch of long plans (MATH-500)
+        in batches of 8 was killed by the kernel at 24.3 GB; in micro-batches of 2 it peaked
+        at 9.2 GB and ran faster (docs/benchmarks.md, "SFT memory on long plans"). The
         Trainer weighs each micro-batch's loss by its share of the batch's target tokens
         (`num_items_in_batch`), so the update is the batch's, to rounding.
         """
