@@ -47,11 +47,11 @@ def end_attempt(result_path: Path) -> None:
     attempts_path(result_path).unlink(missing_ok=True)
 
 
-def still_running(attempt: dict[str, Any]) -> bool:
-    """Whether the attempt's process is alive (on this host; elsewhere it cannot be told,
-    and is taken as alive)."""
+def still_running(attempt: dict[str, Any]) -> bool | None:
+    """Whether the attempt's process is alive; None when it ran on another host (which
+    cannot be told from here)."""
     if attempt.get("host") != socket.gethostname():
-        return True
+        return None
     try:
         os.kill(int(attempt["pid"]), 0)
     except ProcessLookupError:
@@ -64,9 +64,10 @@ def still_running(attempt: dict[str, Any]) -> bool:
 def describe(attempt: dict[str, Any]) -> str:
     """One attempt in words, with what to check when it died."""
     where = f"started {attempt['started']} by process {attempt['pid']} on {attempt['host']}"
-    if attempt.get("host") != socket.gethostname():
+    running = still_running(attempt)
+    if running is None:
         return f"{where} (another host: whether it still runs cannot be told from here)"
-    if still_running(attempt):
+    if running:
         return f"{where}, which is still running"
     return (f"{where}, which ended without finishing it (killed? the kernel's out-of-memory "
             "killer leaves no trace in the log: see `dmesg | grep -i kill`)")  # fmt: skip

@@ -139,3 +139,21 @@ def speed_options(options: type) -> frozenset[str]:
     identity, so a resumed run may change them (e.g. a smaller micro-batch after running
     out of memory) without being refused as a different run."""
     return frozenset(f.name for f in dataclasses.fields(options) if f.metadata.get("speed"))
+
+
+def without_speed_options(
+    sections: Mapping[str, Any], options: Mapping[str, type]
+) -> dict[str, Any]:
+    """`sections` (a run's settings: stage name -> its options as a dict) without the
+    :func:`speed_options` of each stage's dataclass in `options`; a stage left with no
+    option is dropped, other values pass unchanged. Two runs whose results reduce to the
+    same are the same run (a compile's folder, an experiment's work folder)."""
+    kept: dict[str, Any] = {}
+    for name, values in sections.items():
+        if isinstance(values, Mapping) and name in options:
+            speed = speed_options(options[name])
+            values = {key: value for key, value in values.items() if key not in speed}
+            if not values:
+                continue
+        kept[name] = values
+    return kept

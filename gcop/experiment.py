@@ -41,7 +41,7 @@ import dspy
 
 from gcop.atomic import write_json
 from gcop.attempts import begin_attempt, describe, earlier_attempts, end_attempt, peak_rss_gib
-from gcop.checks import check_options, speed_options
+from gcop.checks import check_options, without_speed_options
 from gcop.errors import BudgetExceededError, ConfigError
 from gcop.experiment_stats import FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
@@ -467,11 +467,7 @@ def _without_speed_options(identity: dict[str, Any]) -> dict[str, Any]:
     `[sft]` after a run was killed for memory resumes the same cells."""
     from gcop.registry import stage_tables
 
-    tables = {}
-    for table, values in identity.get("stage_options", {}).items():
-        speed = speed_options(stage_tables[table])
-        if kept := {key: value for key, value in values.items() if key not in speed}:
-            tables[table] = kept  # a table of speed options alone is no table
+    tables = without_speed_options(identity.get("stage_options", {}), dict(stage_tables))
     return {**identity, "stage_options": tables}
 
 

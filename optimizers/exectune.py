@@ -30,7 +30,12 @@ import dspy
 
 from gcop.atomic import write_json, write_text
 from gcop.calls import default_cache
-from gcop.checks import check_credentials, check_examples, check_strategy_type, speed_options
+from gcop.checks import (
+    check_credentials,
+    check_examples,
+    check_strategy_type,
+    without_speed_options,
+)
 from gcop.errors import ConfigError, GcopError
 from gcop.lm import GcopLM
 from gcop.local.spec import LocalModelSpec
@@ -445,12 +450,7 @@ def _without_speed(identity: dict[str, Any]) -> dict[str, Any]:
     """A compile identity without the options that change how fast (or in how much memory)
     it runs, not what it computes (:func:`gcop.checks.speed_options`; every call is cached
     by its content): a resumed run may change them."""
-    config = {section: dict(values) if isinstance(values, dict) else values
-              for section, values in identity.get("config", {}).items()}  # fmt: skip
-    for section, options in ExecTune.config_types.items():
-        if isinstance(config.get(section), dict):
-            for name in speed_options(options):
-                config[section].pop(name, None)
+    config = without_speed_options(identity.get("config", {}), ExecTune.config_types)
     return {**identity, "config": config}
 
 

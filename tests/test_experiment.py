@@ -240,7 +240,7 @@ def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_
     assert not (tmp_path / "results" / "experiment-tiny.json").exists()
     killed_cell = tmp_path / "work" / "cells" / "gcop-base" / "openai_gpt-4o-mini" / "seed-0.json"
     [attempt] = earlier_attempts(killed_cell)  # SIGKILL: nothing in the log, but this
-    assert attempt["pid"] == victim.pid and not still_running(attempt)
+    assert attempt["pid"] == victim.pid and still_running(attempt) is False
     report = CliRunner().invoke(app, ["experiment", str(config), "--report-only"])
     assert report.exit_code == 0, report.output
     table = (tmp_path / "results" / "experiment-tiny.md").read_text()
