@@ -13,6 +13,7 @@ the same adapter, so comparisons stay fair.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import dspy
@@ -135,10 +136,32 @@ class PlainAdapter(dspy.Adapter):
                 value = strategy[1].model_validate(value)
             return value.render() if isinstance(value, Strategy) else str(value or "")
         *working, final = signature.output_fields
-        body = [str(outputs.get(name) or "") for name in working]
         if not working:
             return str(outputs.get(final) or "")
+        # A working field read by `parse` is the whole reply, its answer line included
+        body = [without_final_line(str(outputs.get(name) or ""), final) for name in working]
         return "\n".join([*filter(None, body), f"{field_header(final)}: {outputs.get(final, '')}"])
+
+    def format_demos(
+        self, signature: type[dspy.Signature], demos: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """DSPy's demo turns, less the demos that lack some output field. DSPy shows such a
+        demo with the field "Not supplied"; in a plain prompt it is a reply without its
+        working (`Answer: 10`), and a small core copies that: BootstrapFewShot's labelled
+        demos (question and answer only) made the 0.5B core answer every MATH-500 problem
+        with a bare `Answer:` line (docs/experiments.md). Demos with every output are kept."""
+        outputs = list(signature.output_fields)
+        partial = [d for d in demos if _has_some(d, outputs) and not _has_all(d, outputs)]
+        if partial:
+            missing = sorted({name for d in partial for name in outputs if not _has_all(d, [name])})
+            warnings.warn(
+                f"PlainAdapter: {len(partial)} demo(s) without {', '.join(missing)} left out of "
+                f"the prompt of {signature.__name__}: a reply shown without its working teaches "
+                "a small model to skip it. Give demos every output field (e.g. Task.core_demo).",
+                stacklevel=2,
+            )
+        kept = [d for d in demos if not any(d is p for p in partial)]
+        return super().format_demos(signature, kept)
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         strategy = strategy_output(signature)
@@ -153,6 +176,8 @@ class PlainAdapter(dspy.Adapter):
                 ) from error  # fmt: skip
         *working, final = signature.output_fields
         text = completion.strip()
+        # Working fields keep the whole reply, answer line included: a metric may fall back
+        # to its last number when the answer line does not parse.
         if not working:
             return {final: text}
         values: dict[str, Any] = dict.fromkeys(working, text)
@@ -160,12 +185,32 @@ class PlainAdapter(dspy.Adapter):
         return values
 
 
+def _has_all(demo: dict[str, Any], names: list[str]) -> bool:
+    return all(demo.get(name) not in (None, "") for name in names)
+
+
+def _has_some(demo: dict[str, Any], names: list[str]) -> bool:
+    return any(demo.get(name) not in (None, "") for name in names)
+
+
+def _final_line(name: str) -> str:
+    """A line that gives the final field: `Answer: 42`, `**Final answer:** 42`."""
+    return rf"^[\W_]*(?:final\s+)?{re.escape(field_header(name))}[\W_]*\s*[:=]\s*(.+?)\s*$"
+
+
+def without_final_line(text: str, name: str) -> str:
+    """`text` without a trailing line that gives the final field (a demo writes it once)."""
+    lines = text.rstrip().splitlines()
+    if lines and re.match(_final_line(name), lines[-1], flags=re.I):
+        lines.pop()
+    return "\n".join(lines).rstrip()
+
+
 def extract_final(text: str, name: str) -> str | None:
     """The value of the final output field in free text: the last `Name: value` line,
     else the last `\\boxed{...}`, `#### value` or `the name is value`; None when absent."""
-    header = re.escape(field_header(name))
     patterns = [
-        rf"(?im)^[\W_]*(?:final\s+)?{header}[\W_]*\s*[:=]\s*(.+?)\s*$",
+        rf"(?im){_final_line(name)}",
         r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}",
         r"####\s*(.+?)\s*$",
         rf"(?i)\bthe (?:final )?{re.escape(name)} is[:\s]+(.+?)(?:\.\s|\.?$)",

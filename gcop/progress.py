@@ -133,10 +133,14 @@ def heartbeat(console: Console, what: str, interval: float | None = None) -> Ite
         return
     every = SILENT_TICKS * default_interval() if interval is None else interval
     started = time.perf_counter()
+    # The stream the console writes to now: a method that silences a library's prints with
+    # `redirect_stdout` (DSPy's optimizers, `gcop.optimizers.methods.quiet`) would otherwise
+    # swallow every beat of a compile that runs for many minutes.
+    stream = console.file
 
     def beat() -> None:
-        console.print(f"{what}: {time.perf_counter() - started:.0f} s", highlight=False,
-                      markup=False)  # fmt: skip
+        stream.write(f"{what}: {time.perf_counter() - started:.0f} s\n")
+        stream.flush()
 
     with repeating(every, beat):
         yield

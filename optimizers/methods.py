@@ -8,7 +8,8 @@ teacher:
   `reasoning` output field before the answer; where the task already has one, its wording);
 - `bootstrap-fewshot`, `mipro-light`: DSPy's `BootstrapFewShot` and `MIPROv2(auto="light")`
   applied to the core alone, bootstrapping from the teacher LLM (the core itself when the
-  teacher is only `"reference"`); MIPROv2 also proposes instructions with that model;
+  teacher is only `"reference"`); MIPROv2 also proposes instructions with that model; both
+  read the training problems as worked solutions where the task has them;
 - `core-demos`: the core alone shown, as worked solutions (`Task.core_demo`), the
   training problems ExecTune's AS stage shows its guide: the control for a few-shot guide
   (its gain over the zero-shot core may be the demonstrations, not the plans);
@@ -110,6 +111,16 @@ def shuffled(examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
     return examples
 
 
+def dspy_trainset(context: MethodContext) -> list[dspy.Example]:
+    """The training problems DSPy's optimizers learn from, in the seed's order, written as
+    worked solutions where the task has them (`Task.core_demo`): a labelled demo then shows
+    the working as well as the answer, as the bootstrapped ones do. A demo with the answer
+    alone is one the plain adapter leaves out (`PlainAdapter.format_demos`)."""
+    trainset = shuffled(context.trainset, context.seed)
+    worked = context.task.core_demo
+    return [worked(example) for example in trainset] if worked else trainset
+
+
 @contextlib.contextmanager
 def quiet() -> Any:
     """DSPy's optimizers print progress (tqdm, print): keep it out of the progress lines."""
@@ -192,9 +203,8 @@ def bootstrap_fewshot(context: MethodContext) -> dspy.Module:
         metric=context.task.metric, max_bootstrapped_demos=4, max_labeled_demos=4,
         teacher_settings={"lm": teacher_lm(context, student)},
     )  # fmt: skip
-    trainset = shuffled(context.trainset, context.seed)
     with quiet(), dspy.context(lm=student.core.lm, adapter=student.core.adapter):
-        compiled_program = optimizer.compile(student, trainset=trainset)
+        compiled_program = optimizer.compile(student, trainset=dspy_trainset(context))
     return on_core(compiled_program, student.core.lm)
 
 
@@ -217,7 +227,7 @@ def mipro_light(context: MethodContext) -> dspy.Module:
                              num_threads=context.config.threads, verbose=False)  # fmt: skip
     with quiet(), dspy.context(lm=student.core.lm, adapter=student.core.adapter):
         compiled_program = optimizer.compile(student,
-                                             trainset=shuffled(context.trainset, context.seed),
+                                             trainset=dspy_trainset(context),
                                              valset=context.devset or None)  # fmt: skip
     return on_core(compiled_program, student.core.lm)
 

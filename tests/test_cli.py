@@ -210,6 +210,29 @@ def test_progress_prints_plain_lines_when_not_a_terminal(monkeypatch) -> None:
     assert "\x1b" not in out.getvalue()  # plain text, no terminal control codes
 
 
+def test_the_heartbeat_is_heard_while_a_library_is_silenced() -> None:
+    """A log shows a compile is alive while DSPy's optimizers run with their prints
+    redirected (`methods.quiet`): the beats go to the stream the console had."""
+    import contextlib
+    import io
+
+    from rich.console import Console
+
+    from gcop.optimizers.methods import quiet
+    from gcop.progress import heartbeat
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        console = Console(width=80)  # writes to sys.stdout, whatever it is at each print
+        with heartbeat(console, "running", interval=0.01), quiet():
+            print("a library's own progress")
+            deadline = time.monotonic() + 10
+            while out.getvalue().count("running") < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    assert out.getvalue().startswith("running: 0 s\n")
+    assert "a library's own progress" not in out.getvalue()
+
+
 def test_plain_progress_shows_a_counter_that_does_not_move(monkeypatch) -> None:
     """A first reply that waits minutes (a model converting) still prints lines in a log."""
     import io

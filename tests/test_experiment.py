@@ -601,3 +601,12 @@ def test_dspy_optimizers_on_the_core_alone_score_every_problem(
     proposals = [s for s in systems if "generate a new instruction" in s]
     assert proposals and not any("[[ ##" in s for s in proposals)
     assert any(INSTRUCTION in s for s in systems)  # a proposed instruction was tried
+    # every demo the core was shown is worked, its answer line written once: the labelled
+    # ones are the task's worked solutions, the bootstrapped ones the core's own replies
+    replies = [m["content"] for body in api.model.bodies for m in body["messages"][1:-1]
+               if m["role"] == "assistant"]  # fmt: skip
+    assert replies and all(
+        [line.startswith("Answer: ") for line in reply.splitlines()] == [False, True]
+        for reply in replies
+    ), replies
+    assert any(reply.startswith("Add the two numbers.") for reply in replies)  # core_demo's

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dspy
 import pytest
 
+from gcop.adapters import PlainAdapter
 from gcop.lm import GcopLM
 from gcop.metrics import evaluate, executability, utility, wilson
 from gcop.program import Core, CoreOnly, GCoP, Guide
-from gcop.programs.math import MathPlan, gsm8k_metric
+from gcop.programs.math import MathPlan, SolveMath, gsm8k_metric
 from gcop.strategy import Verdict
 
 MODEL = "openai/gpt-4o-mini"  # priced in LiteLLM's cost map; served by the loopback API
@@ -79,6 +80,21 @@ def test_plain_prompt_is_short_and_says_the_layout(api) -> None:
     chat = Guide(MathPlan, lm(api), adapter="chat").format_prompt(question="What is 2 plus 5?")
     assert len(plain[0]["content"]) < len(chat[0]["content"]) / 2
     assert "numbered lines" in plain[0]["content"] and plain[-1]["content"] == "What is 2 plus 5?"
+
+
+def test_plain_demos_show_their_working_and_their_answer_line_once() -> None:
+    """A reply read back by the plain adapter keeps its answer line in the working field; a
+    demo made of it must not say it twice, and a demo with no working (DSPy's labelled demos
+    of question and answer) is left out: a small core copies a bare `Answer: 10`."""
+    adapter = PlainAdapter()
+    reply = "Add 1 and 10.\nAnswer: 11"
+    bootstrapped = dspy.Example(question="What is 1 plus 10?", **adapter.parse(SolveMath, reply))
+    labelled = dspy.Example(question="What is 2 plus 20?", answer="22")
+    with pytest.warns(UserWarning, match=r"1 demo\(s\) without reasoning left out"):
+        messages = adapter.format(SolveMath, [labelled, bootstrapped], {"question": "What is 3?"})
+    assert [m["content"] for m in messages if m["role"] == "assistant"] == [reply]
+    assert "2 plus 20" not in str(messages)
+    assert bootstrapped.reasoning == reply  # the metric's fallback still sees the whole reply
 
 
 def test_guide_prompt_is_what_the_lm_receives(api, fresh_cache) -> None:
