@@ -23,6 +23,8 @@ from gcop.repair import field_header
 from gcop.strategy import Strategy, StrategyParseError
 
 ADAPTERS = ("plain", "chat", "json", "xml")
+_WARNED: set[tuple[str, ...]] = set()
+"""(signature, missing fields...) already warned about by `PlainAdapter.format_demos`."""
 DEFAULT_ADAPTER = "plain"
 
 
@@ -147,13 +149,17 @@ class PlainAdapter(dspy.Adapter):
     ) -> list[dict[str, Any]]:
         """DSPy's demo turns, less the demos that lack some output field. DSPy shows such a
         demo with the field "Not supplied"; in a plain prompt it is a reply without its
-        working (`Answer: 10`), and a small core copies that: BootstrapFewShot's labelled
-        demos (question and answer only) made the 0.5B core answer every MATH-500 problem
-        with a bare `Answer:` line (docs/experiments.md). Demos with every output are kept."""
+        working (`Answer: 10`), and a small core copies that: after BootstrapFewShot's
+        labelled demos (question and answer only) the 0.5B core answered 149 of 150
+        MATH-500 problems with a bare `Answer:` line (docs/experiments.md). Demos with every
+        output are kept; the warning is given once per signature and missing field."""
         outputs = list(signature.output_fields)
         partial = [d for d in demos if _has_some(d, outputs) and not _has_all(d, outputs)]
-        if partial:
-            missing = sorted({name for d in partial for name in outputs if not _has_all(d, [name])})
+        missing = sorted({name for d in partial for name in outputs if not _has_all(d, [name])})
+        if partial and (signature.__name__, *missing) not in _WARNED:
+            # once per process: Python's own once-only registry is reset whenever a library
+            # changes the warning filters, and a grid formats these demos for every problem
+            _WARNED.add((signature.__name__, *missing))
             warnings.warn(
                 f"PlainAdapter: {len(partial)} demo(s) without {', '.join(missing)} left out of "
                 f"the prompt of {signature.__name__}: a reply shown without its working teaches "

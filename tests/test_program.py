@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dspy
 import pytest
 
@@ -82,10 +84,11 @@ def test_plain_prompt_is_short_and_says_the_layout(api) -> None:
     assert "numbered lines" in plain[0]["content"] and plain[-1]["content"] == "What is 2 plus 5?"
 
 
-def test_plain_demos_show_their_working_and_their_answer_line_once() -> None:
+def test_plain_demos_show_their_working_and_their_answer_line_once(monkeypatch) -> None:
     """A reply read back by the plain adapter keeps its answer line in the working field; a
     demo made of it must not say it twice, and a demo with no working (DSPy's labelled demos
     of question and answer) is left out: a small core copies a bare `Answer: 10`."""
+    monkeypatch.setattr("gcop.adapters._WARNED", set())  # not yet warned in this process
     adapter = PlainAdapter()
     reply = "Add 1 and 10.\nAnswer: 11"
     bootstrapped = dspy.Example(question="What is 1 plus 10?", **adapter.parse(SolveMath, reply))
@@ -95,6 +98,9 @@ def test_plain_demos_show_their_working_and_their_answer_line_once() -> None:
     assert [m["content"] for m in messages if m["role"] == "assistant"] == [reply]
     assert "2 plus 20" not in str(messages)
     assert bootstrapped.reasoning == reply  # the metric's fallback still sees the whole reply
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per signature and field, not once per prompt
+        adapter.format(SolveMath, [labelled, bootstrapped], {"question": "What is 4?"})
 
 
 def test_guide_prompt_is_what_the_lm_receives(api, fresh_cache) -> None:
