@@ -162,8 +162,9 @@ class PlainAdapter(dspy.Adapter):
             _WARNED.add((signature.__name__, *missing))
             warnings.warn(
                 f"PlainAdapter: {len(partial)} demo(s) without {', '.join(missing)} left out of "
-                f"the prompt of {signature.__name__}: a reply shown without its working teaches "
-                "a small model to skip it. Give demos every output field (e.g. Task.core_demo).",
+                f"the prompt of {signature.__name__}: a small model copies its demos, and a "
+                "reply without a field teaches it to leave that out. Give demos every output "
+                "field (e.g. Task.core_demo).",
                 stacklevel=2,
             )
         kept = [d for d in demos if not any(d is p for p in partial)]
