@@ -154,8 +154,9 @@ class PlainAdapter(dspy.Adapter):
         MATH-500 problems with a bare `Answer:` line (docs/experiments.md). Demos with every
         output are kept; the warning is given once per signature and missing field."""
         outputs = list(signature.output_fields)
-        partial = [d for d in demos if _has_some(d, outputs) and not _has_all(d, outputs)]
-        missing = sorted({name for d in partial for name in outputs if not _has_all(d, [name])})
+        given = [[_given(demo, name) for name in outputs] for demo in demos]
+        partial = [demo for demo, has in zip(demos, given, strict=True) if any(has) != all(has)]
+        missing = sorted({name for demo in partial for name in outputs if not _given(demo, name)})
         if partial and (signature.__name__, *missing) not in _WARNED:
             # once per process: Python's own once-only registry is reset whenever a library
             # changes the warning filters, and a grid formats these demos for every problem
@@ -167,8 +168,8 @@ class PlainAdapter(dspy.Adapter):
                 "field (e.g. Task.core_demo).",
                 stacklevel=2,
             )
-        kept = [d for d in demos if not any(d is p for p in partial)]
-        return super().format_demos(signature, kept)
+        kept = [demo for demo, has in zip(demos, given, strict=True) if any(has) == all(has)]
+        return super().format_demos(signature, kept)  # (DSPy drops those with no output)
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         strategy = strategy_output(signature)
@@ -192,12 +193,8 @@ class PlainAdapter(dspy.Adapter):
         return values
 
 
-def _has_all(demo: dict[str, Any], names: list[str]) -> bool:
-    return all(demo.get(name) not in (None, "") for name in names)
-
-
-def _has_some(demo: dict[str, Any], names: list[str]) -> bool:
-    return any(demo.get(name) not in (None, "") for name in names)
+def _given(demo: dict[str, Any], name: str) -> bool:
+    return demo.get(name) not in (None, "")
 
 
 def _final_line(name: str) -> str:
