@@ -11,7 +11,10 @@ stopping rule, untouched) reads them back. It therefore keeps the demos DSPy kee
 costs is up to `lookahead - 1` calls past the last problem DSPy needed.
 
 The teacher's LM must go through a call cache (every `GcopLM` does), or each call is made
-twice.
+twice. Where it pays: a teacher that serves concurrent calls well (an API, a GPU server).
+On a 2-core CPU with the ct2 engine it was slower than DSPy's own pass (docs/benchmarks.md):
+ct2 splits a batch by prompt length, and the lookahead makes calls DSPy never reads, so
+`gcop experiment`'s `bootstrap-fewshot` keeps DSPy's optimizer.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ teacher:
 - `bootstrap-fewshot`, `mipro-light`: DSPy's `BootstrapFewShot` and `MIPROv2(auto="light")`
   applied to the core alone, bootstrapping from the teacher LLM (the core itself when the
   teacher is only `"reference"`); MIPROv2 also proposes instructions with that model; both
-  read the training problems as worked solutions where the task has them; the bootstrap's
-  teacher calls go out `threads` at a time (`BatchedBootstrapFewShot`, same demos);
+  read the training problems as worked solutions where the task has them;
 - `core-demos`: the core alone shown, as worked solutions (`Task.core_demo`), the
   training problems ExecTune's AS stage shows its guide: the control for a few-shot guide
   (its gain over the zero-shot core may be the demonstrations, not the plans);
@@ -43,7 +42,6 @@ import dspy
 from gcop.calls import default_cache
 from gcop.errors import ConfigError
 from gcop.experiment import Method, MethodContext
-from gcop.optimizers.bootstrap import BatchedBootstrapFewShot
 from gcop.optimizers.exectune import ExecTune, core_with_guide_demos
 from gcop.optimizers.reward import RewardWeights
 from gcop.optimizers.rl import RLStageConfig
@@ -201,10 +199,9 @@ def exectune_stage(context: MethodContext, stage: str, core: str | None = None) 
 
 def bootstrap_fewshot(context: MethodContext) -> dspy.Module:
     student = core_alone(context)
-    optimizer = BatchedBootstrapFewShot(
+    optimizer = dspy.BootstrapFewShot(
         metric=context.task.metric, max_bootstrapped_demos=4, max_labeled_demos=4,
         teacher_settings={"lm": teacher_lm(context, student)},
-        lookahead=context.config.threads,
     )  # fmt: skip
     with quiet(), dspy.context(lm=student.core.lm, adapter=student.core.adapter):
         compiled_program = optimizer.compile(student, trainset=dspy_trainset(context))
