@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.calls import CallCache, set_default_cache  # noqa: E402
 from gcop.optimizers.bootstrap import BatchedBootstrapFewShot  # noqa: E402
+from gcop.optimizers.methods import worked_in_order  # noqa: E402
 from gcop.program import Core, CoreOnly  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
 
@@ -64,10 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     task = get_task(args.task)
-    trainset = select_examples(task, "train", args.train, 0)
-    random.Random(args.seed).shuffle(trainset)  # the seed's order, as dspy_trainset
-    if task.core_demo:
-        trainset = [task.core_demo(example) for example in trainset]
+    trainset = worked_in_order(task, select_examples(task, "train", args.train, 0), args.seed)
     options = dict(metric=task.metric, max_bootstrapped_demos=4, max_labeled_demos=4)
     # load the model (and its engine's threads) before either clock starts
     Core(args.core, max_tokens=1).lm("Hi")

@@ -116,9 +116,13 @@ def dspy_trainset(context: MethodContext) -> list[dspy.Example]:
     worked solutions where the task has them (`Task.core_demo`): a labelled demo then shows
     the working as well as the answer, as the bootstrapped ones do. A demo with the answer
     alone is one the plain adapter leaves out (`PlainAdapter.format_demos`)."""
-    trainset = shuffled(context.trainset, context.seed)
-    worked = context.task.core_demo
-    return [worked(example) for example in trainset] if worked else trainset
+    return worked_in_order(context.task, context.trainset, context.seed)
+
+
+def worked_in_order(task, examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
+    """`examples` in the seed's order, as worked solutions where the task has them."""
+    examples = shuffled(examples, seed)
+    return [task.core_demo(example) for example in examples] if task.core_demo else examples
 
 
 @contextlib.contextmanager
