@@ -102,6 +102,40 @@ def test_ct2_greedy_rows_match_single_decoding(tiny_model: str) -> None:
     assert [len(r.token_ids) for r in batched] == [9, 4, 12]
 
 
+def test_ct2_reads_a_shared_prompt_prefix_once_and_decodes_the_same(tiny_model: str) -> None:
+    """Few-shot prompts (one long system message and demos, then each problem) pass their
+    common tokens once as CTranslate2's static prompt; greedy rows still decode exactly as
+    each prompt alone does, and sampled rows still get their k samples."""
+    loaded = MODELS.get(f"local/{tiny_model}?engine=ct2")
+    generator = loaded.generator
+    demos = " ".join(f"Example {i}: {i} plus {i} is {2 * i}." for i in range(30))
+    prompts = [
+        prompt_ids(loaded.tokenizer, [{"role": "system", "content": demos},
+                                      {"role": "user", "content": question}])
+        for question in ("What is 3 plus 4?", "Hi", "What is 10 plus 12, and why?")
+    ]  # fmt: skip
+    requests = [GenerationRequest(ids, max_new_tokens=6 + i) for i, ids in enumerate(prompts)]
+    shared = generator.prefix_tokens_shared
+    batched = generator.generate(requests)
+    assert generator.prefix_tokens_shared - shared >= 2 * 64  # read once, not three times
+    alone = [generator.generate([r])[0] for r in requests]
+    assert [r.token_ids for r in batched] == [r.token_ids for r in alone]
+    assert [len(r.token_ids) for r in batched] == [6, 7, 8]
+
+    sampled = [GenerationRequest(ids, max_new_tokens=5, temperature=1.0) for ids in prompts]
+    futures = [f for r in sampled for f in generator.submit_n(r, 3)]
+    results = [f.result() for f in futures]
+    assert len(results) == 9 and all(len(r.token_ids) == 5 for r in results)
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own() -> None:
+    from gcop.local.ct2 import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]]) == 3
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # a prompt inside another
+    assert shared_prefix_length([[7, 2], [1, 2]]) == 0
+
+
 def test_automatic_engine_choice(tiny_model: str, tmp_path: Path) -> None:
     adapter = _adapter(tiny_model, tmp_path / "adapter")
     assert MODELS.get(f"local/{tiny_model}").engine == "ct2"  # CPU, ctranslate2 installed

@@ -16,6 +16,10 @@ options per call: a worker thread gathers requests while they keep arriving less
   copied to the `k` samples;
 - per-row token budgets and stop strings are applied by the step callback, which ends a
   row as soon as it is done;
+- the prompts of one call that begin with the same tokens (a few-shot prompt's system
+  message and demos) pass those tokens once, as CTranslate2's `static_prompt`: it is read
+  for one row and its state copied to the others, instead of being read once per row
+  (`SHARED_PREFIX_MIN_TOKENS`);
 - a sampled request with a `seed` is decoded on its own, on a fresh replica whose random
   generator is seeded with it: CTranslate2 draws samples from one thread-local generator
   per worker thread, seeded when the thread first samples, so a fresh replica is the only
@@ -182,6 +186,26 @@ threads) 16 prompts of 150-350 tokens took 59 s in one call and 39 s sorted into
 little on a CPU, where decoding is compute-bound already at a few rows."""
 
 
+SHARED_PREFIX_MIN_TOKENS = 64
+"""Fewest leading tokens the prompts of one `generate_batch` call must share for them to be
+passed once as CTranslate2's `static_prompt` (read for one row, its state copied to the
+rest). A few-shot prompt shares its instruction and demos, hundreds of tokens; the
+threshold itself is not measured (a zero-shot prompt's shared system message, a few dozen
+tokens, saves little either way). Measured on Qwen2.5-Coder-0.5B int8, 2 threads, 32 problems with 3
+worked demos, greedy (benchmarks/ct2_shared_prefix.py): GSM8K 199 s per row vs 143 s
+shared (1.39x), MATH-500 with 512-token replies 661 s vs 569 s (1.16x), same accuracy."""
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """How many leading tokens all `prompts` share, short of the shortest one's last token
+    (every row keeps at least one token of its own to start decoding from)."""
+    shortest = min(prompts, key=len)
+    length = 0
+    while length < len(shortest) - 1 and all(p[length] == shortest[length] for p in prompts):
+        length += 1
+    return length
+
+
 def length_buckets(rows: list[_Row], max_rows: int, spread: int = PROMPT_LENGTH_SPREAD):
     """`rows` sorted by prompt length and cut into calls of at most `max_rows` rows whose
     prompt lengths differ by at most `spread` tokens."""
@@ -214,6 +238,7 @@ class Ct2Generator(WorkerThread):
         max_batch_size: int = 32,
         batch_window_s: float = 0.02,
         intra_threads: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         import ctranslate2
 
@@ -224,9 +249,11 @@ class Ct2Generator(WorkerThread):
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
         self.intra_threads = intra_threads or default_threads()
+        self.share_prefix = share_prefix
         self.model = self._replica(ctranslate2)
         self.batches_run = 0
         self.rows_decoded = 0  # prompts prefilled: the k samples of one prompt count once
+        self.prefix_tokens_shared = 0  # prompt tokens read once for a call, not once per row
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -327,8 +354,19 @@ class Ct2Generator(WorkerThread):
                 return True
             return k == 1 and self._stop_at(tokens, request.stop) is not None
 
+        prompts = [row.request.prompt_ids for row in rows]
+        shared = shared_prefix_length(prompts) if self.share_prefix and len(rows) > 1 else 0
+        if shared < SHARED_PREFIX_MIN_TOKENS:
+            shared = 0
+        self.prefix_tokens_shared += shared * (len(rows) - 1)
+        prefix = {}
+        if shared:  # not cached: ct2's prefix cache is a std::map that never evicts, and the
+            # next call's shared prefix is seldom this one's (it spans a whole bucket's rows)
+            prefix = {"static_prompt": self.tokens_of(prompts[0][:shared]),
+                      "cache_static_prompt": False}  # fmt: skip
         results = model.generate_batch(
-            [self.tokens_of(row.request.prompt_ids) for row in rows],
+            [self.tokens_of(ids[shared:]) for ids in prompts],
+            **prefix,
             max_length=max(row.request.max_new_tokens for row in rows),
             include_prompt_in_result=False,
             end_token=self.eos_token_ids,
