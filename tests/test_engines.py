@@ -123,9 +123,12 @@ def test_ct2_reads_a_shared_prompt_prefix_once_and_decodes_the_same(tiny_model: 
     assert [len(r.token_ids) for r in batched] == [6, 7, 8]
 
     sampled = [GenerationRequest(ids, max_new_tokens=5, temperature=1.0) for ids in prompts]
-    futures = [f for r in sampled for f in generator.submit_n(r, 3)]
-    results = [f.result() for f in futures]
-    assert len(results) == 9 and all(len(r.token_ids) == 5 for r in results)
+    shared, calls = generator.prefix_tokens_shared, generator.batches_run
+    results = generator.generate([r for r in sampled for _ in range(3)])  # 3 rows, k = 3
+    assert generator.batches_run - calls == 1
+    assert generator.prefix_tokens_shared - shared >= 2 * 64
+    assert len(results) == 9 and all(len(r.token_ids) <= 5 for r in results)
+    assert len({tuple(r.token_ids) for r in results[:3]}) > 1  # still 3 samples of a prompt
 
 
 def test_shared_prefix_leaves_every_row_a_token_of_its_own() -> None:

@@ -191,9 +191,10 @@ SHARED_PREFIX_MIN_TOKENS = 64
 passed once as CTranslate2's `static_prompt` (read for one row, its state copied to the
 rest). A few-shot prompt shares its instruction and demos, hundreds of tokens; the
 threshold itself is not measured (a zero-shot prompt's shared system message, a few dozen
-tokens, saves little either way). Measured on Qwen2.5-Coder-0.5B int8, 2 threads, 32 problems with 3
-worked demos, greedy (benchmarks/ct2_shared_prefix.py): GSM8K 199 s per row vs 143 s
-shared (1.39x), MATH-500 with 512-token replies 661 s vs 569 s (1.16x), same accuracy."""
+tokens, saves little either way). Measured on Qwen2.5-Coder-0.5B int8, 2 threads, 32
+problems with 3 worked demos, greedy (benchmarks/ct2_shared_prefix.py): GSM8K 199 s per
+row vs 143 s shared (1.39x), MATH-500 with 512-token replies 661 s vs 569 s (1.16x), the
+same accuracy."""
 
 
 def shared_prefix_length(prompts: list[list[int]]) -> int:
