@@ -49,6 +49,7 @@ from gcop.optimizers.sampling import REFERENCE_SOURCES, SamplingConfig
 from gcop.optimizers.sft import SFTStageConfig
 from gcop.program import Core, CoreOnly, GCoP, Guide
 from gcop.registry import register_method, register_stage_table
+from gcop.task import Task
 
 log = logging.getLogger(__name__)
 STAGES = ("sample", "sft", "rl")
@@ -119,7 +120,7 @@ def dspy_trainset(context: MethodContext) -> list[dspy.Example]:
     return worked_in_order(context.task, context.trainset, context.seed)
 
 
-def worked_in_order(task, examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
+def worked_in_order(task: Task, examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
     """`examples` in the seed's order, as worked solutions where the task has them."""
     examples = shuffled(examples, seed)
     return [task.core_demo(example) for example in examples] if task.core_demo else examples

@@ -200,11 +200,8 @@ same accuracy."""
 def shared_prefix_length(prompts: list[list[int]]) -> int:
     """How many leading tokens all `prompts` share, short of the shortest one's last token
     (every row keeps at least one token of its own to start decoding from)."""
-    shortest = min(prompts, key=len)
-    length = 0
-    while length < len(shortest) - 1 and all(p[length] == shortest[length] for p in prompts):
-        length += 1
-    return length
+    common = os.path.commonprefix(prompts)  # element-wise on any sequences, token ids too
+    return max(0, min(len(common), min(map(len, prompts)) - 1))
 
 
 def length_buckets(rows: list[_Row], max_rows: int, spread: int = PROMPT_LENGTH_SPREAD):
