@@ -251,6 +251,21 @@ def code_metric(example: dspy.Example, prediction: dspy.Prediction, trace: Any =
     return float(run_tests(example, code).passed)
 
 
+def worked_code(example: dspy.Example) -> str:
+    """The reference solution as a whole program: MBPP's code as it is; HumanEval's canonical
+    solution is only the body, so the prompt (signature and docstring) goes first."""
+    reference = str(example.get("reference") or "").replace("\r\n", "\n")
+    return f"{example.prompt}{reference}" if example.get("test") else reference
+
+
+def core_demo(example: dspy.Example) -> dspy.Example:
+    """A solved problem as the core's demo (`core-demos`, the worked solutions DSPy's
+    optimizers are given): the prompt -> the reference code in a ```python block."""
+    return dspy.Example(
+        prompt=example.prompt, code=f"```python\n{worked_code(example).strip()}\n```"
+    ).with_inputs("prompt")
+
+
 def humaneval_example(row: dict[str, Any]) -> dspy.Example:
     return dspy.Example(
         id=row["id"], prompt=row["prompt"], reference=row["canonical_solution"],
@@ -282,6 +297,7 @@ HUMANEVAL = Task(
     load_split=lambda part: _examples("humaneval", part),
     guide_max_tokens=256,
     core_max_tokens=384,
+    core_demo=core_demo,
     description="HumanEval (164 problems, test only: tune code guides on MBPP)",
 )
 
@@ -292,6 +308,7 @@ MBPP = Task(
     load_split=lambda part: _examples("mbpp", part),
     guide_max_tokens=256,
     core_max_tokens=384,
+    core_demo=core_demo,
     description="MBPP (500 test problems, split 200/100/200)",
 )
 
@@ -306,6 +323,7 @@ CODE = Task(
     ),
     guide_max_tokens=256,
     core_max_tokens=384,
+    core_demo=core_demo,
     description="code: train/dev on MBPP (200/100), test on all 164 HumanEval problems",
 )
 

@@ -377,8 +377,9 @@ def test_the_example_grids_load_and_name_registered_methods(path: Path) -> None:
     from gcop.registry import get_task, methods
 
     config = load_config(path)
-    get_task(config.task)
+    task = get_task(config.task)
     assert all(m in methods for m in config.methods) and config.seeds
+    assert "core-demos" not in config.methods or task.core_demo is not None  # worked solutions
     assert len(plan_cells(config)) >= len(config.seeds) * len(config.methods)
     check_stage_options(config)  # raises on a mistyped option
 
