@@ -1,0 +1,117 @@
+"""Is there room for a plan on code? The core alone against the same core given a plan, on
+MBPP dev problems, paired per problem (the code twin of guide_probe.py's `--ceiling`).
+
+    python benchmarks/code_ceiling.py --limit 100 --out docs/results/code-ceiling-mbpp-dev.json
+
+Plans come from three writers, each prompted as stage 1 prompts a teacher (the plain adapter,
+greedy; read leniently, or decoded under `CodePlan`'s JSON schema with `--constrained`, which
+needs the torch loop: about 3x slower here than CTranslate2, which cannot mask logits):
+- `reference`: the writer (default the 1.5B coder) also reads the MBPP reference code (stage
+  1's `show_reference`); a plan that copies a line of it is a leak and not shown. This is
+  the near-oracle plan, the room any guide has on this core.
+- `unaided`: the same writer without the reference: a guide stronger than the core, prompted.
+- `base`: the untrained guide (default SmolLM2-135M) as `gcop-base` runs it.
+The core reads a plan only when it is valid and leak-free, and runs alone otherwise, as GCoP
+does. Generated code runs only in the sandbox (`code_metric`). Every call goes through the
+call cache. Prints one JSON line; `--out` keeps every plan and verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+from gcop.atomic import write_json  # noqa: E402
+from gcop.bench import select_examples  # noqa: E402
+from gcop.metrics import wilson  # noqa: E402
+from gcop.optimizers.sampling import REFERENCE_FIELD, Teacher  # noqa: E402
+from gcop.program import Core, Guide  # noqa: E402
+from gcop.programs import get_task  # noqa: E402
+from gcop.stats import discordant, mcnemar_exact  # noqa: E402
+
+GREEDY = {"temperature": 0.0}
+
+
+def paired(alone: list[float], other: list[float]) -> dict[str, Any]:
+    """Correct count with its Wilson interval, and the exact McNemar test against `alone`."""
+    gained, lost = discordant(alone, other)
+    correct = int(sum(other))
+    interval = wilson(correct, len(other))
+    return {"correct": correct, "ci95": [round(interval.low, 3), round(interval.high, 3)],
+            "gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--task", default="code", help="a code task; its dev split is MBPP dev")
+    add("--split", choices=("train", "dev"), default="dev", help="never test: this is a probe")
+    add("--limit", type=int, default=100, help="problems of --split (seeded sample, seed 0)")
+    add("--core", default="local/qwen2.5-coder-0.5b-instruct")
+    add("--writer", default="local/qwen2.5-coder-1.5b-instruct", help="writes the plans")
+    add("--base-guide", default="local/smollm2-135m-instruct", help="'' to leave it out")
+    add("--constrained", action="store_true", help="decode the plans under the JSON schema")
+    add("--threads", type=int, default=32)
+    add("--out", type=Path)
+    args = parser.parse_args()
+
+    task = get_task(args.task)
+    examples = select_examples(task, args.split, args.limit, 0)
+    plan_type = task.strategy_type
+    core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
+
+    def teacher(show_reference: bool) -> Teacher:  # as stage 1 builds its teacher
+        return Teacher(plan_type, args.writer, show_reference=show_reference, max_tokens=320,
+                       adapter="plain", constrained=args.constrained)  # fmt: skip
+
+    writers: dict[str, Guide] = {"reference": teacher(True), "unaided": teacher(False)}
+    if args.base_guide:
+        writers["base"] = Guide(plan_type, args.base_guide, max_tokens=task.guide_max_tokens)
+
+    def solve(example: dspy.Example) -> dict[str, Any]:
+        inputs = dict(example.inputs())
+        row: dict[str, Any] = {"id": example.id, "alone": task.metric(example, core(**inputs))}
+        for name, writer in writers.items():
+            shown = dict(inputs)
+            if name == "reference":
+                shown[REFERENCE_FIELD] = str(example.reference)
+            plan = writer(**shown, config=GREEDY)
+            validity = plan.strategy.check(example) if plan.strategy is not None else plan.validity
+            text = plan.strategy.render() if validity.ok else None
+            correct = task.metric(example, core(**inputs, strategy=text))
+            row[name] = {"verdict": str(validity.verdict), "reason": validity.reason,
+                         "plan": text, "correct": correct}  # fmt: skip
+        return row
+
+    with ThreadPoolExecutor(max_workers=args.threads) as pool:
+        rows = list(pool.map(solve, examples))
+    alone = [r["alone"] for r in rows]
+    summary: dict[str, Any] = {"task": args.task, "split": args.split, "n": len(rows),
+                               "core": args.core, "writer": args.writer,
+                               "base_guide": args.base_guide or None,
+                               "constrained": args.constrained,
+                               "alone": paired(alone, alone)}  # fmt: skip
+    for name in writers:
+        summary[name] = {**paired(alone, [r[name]["correct"] for r in rows]),
+                         "verdicts": dict(Counter(r[name]["verdict"] for r in rows))}  # fmt: skip
+        usable = [r for r in rows if r[name]["plan"] is not None]
+        summary[name]["on_plans_shown"] = {
+            "n": len(usable),
+            **paired([r["alone"] for r in usable], [r[name]["correct"] for r in usable]),
+        }
+    print(json.dumps(summary), flush=True)
+    if args.out:
+        write_json(args.out, {"summary": summary, "problems": rows})
+
+
+if __name__ == "__main__":
+    main()
