@@ -29,25 +29,28 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+from guide_probe import paired  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
-from gcop.metrics import wilson  # noqa: E402
-from gcop.optimizers.sampling import REFERENCE_FIELD, Teacher  # noqa: E402
+from gcop.optimizers.sampling import REFERENCE_FIELD, SamplingConfig, Teacher  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
-from gcop.stats import discordant, mcnemar_exact  # noqa: E402
 
 GREEDY = {"temperature": 0.0}
 
 
-def paired(alone: list[float], other: list[float]) -> dict[str, Any]:
-    """Correct count with its Wilson interval, and the exact McNemar test against `alone`."""
-    gained, lost = discordant(alone, other)
-    correct = int(sum(other))
-    interval = wilson(correct, len(other))
-    return {"correct": correct, "ci95": [round(interval.low, 3), round(interval.high, 3)],
-            "gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)}  # fmt: skip
+def summarize(rows: list[dict[str, Any]], writers: list[str]) -> dict[str, Any]:
+    """Per writer: paired against the core alone on every problem, and on those shown a plan."""
+    alone = [r["alone"] for r in rows]
+    summary: dict[str, Any] = {"alone": paired(alone, alone)}
+    for name in writers:
+        shown = [r for r in rows if r[name]["plan"] is not None]
+        on_shown = paired([r["alone"] for r in shown], [r[name]["correct"] for r in shown])
+        summary[name] = {**paired(alone, [r[name]["correct"] for r in rows]),
+                         "verdicts": dict(Counter(r[name]["verdict"] for r in rows)),
+                         "on_plans_shown": {"n": len(shown), **on_shown}}  # fmt: skip
+    return summary
 
 
 def main() -> None:
@@ -70,8 +73,9 @@ def main() -> None:
     core = Core(args.core, task=task.signature, max_tokens=task.core_max_tokens)
 
     def teacher(show_reference: bool) -> Teacher:  # as stage 1 builds its teacher
-        return Teacher(plan_type, args.writer, show_reference=show_reference, max_tokens=320,
-                       adapter="plain", constrained=args.constrained)  # fmt: skip
+        return Teacher(plan_type, args.writer, show_reference=show_reference,
+                       max_tokens=SamplingConfig().max_tokens, adapter="plain",
+                       constrained=args.constrained)  # fmt: skip
 
     writers: dict[str, Guide] = {"reference": teacher(True), "unaided": teacher(False)}
     if args.base_guide:
@@ -94,20 +98,9 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
         rows = list(pool.map(solve, examples))
-    alone = [r["alone"] for r in rows]
-    summary: dict[str, Any] = {"task": args.task, "split": args.split, "n": len(rows),
-                               "core": args.core, "writer": args.writer,
-                               "base_guide": args.base_guide or None,
-                               "constrained": args.constrained,
-                               "alone": paired(alone, alone)}  # fmt: skip
-    for name in writers:
-        summary[name] = {**paired(alone, [r[name]["correct"] for r in rows]),
-                         "verdicts": dict(Counter(r[name]["verdict"] for r in rows))}  # fmt: skip
-        usable = [r for r in rows if r[name]["plan"] is not None]
-        summary[name]["on_plans_shown"] = {
-            "n": len(usable),
-            **paired([r["alone"] for r in usable], [r[name]["correct"] for r in usable]),
-        }
+    summary = {"task": args.task, "split": args.split, "n": len(rows), "core": args.core,
+               "writer": args.writer, "base_guide": args.base_guide or None,
+               "constrained": args.constrained, **summarize(rows, list(writers))}  # fmt: skip
     print(json.dumps(summary), flush=True)
     if args.out:
         write_json(args.out, {"summary": summary, "problems": rows})
