@@ -182,6 +182,12 @@ def extract_code(prediction: dspy.Prediction) -> str:
     return blocks[-1] if blocks else text
 
 
+def is_humaneval(example: dspy.Example) -> bool:
+    """HumanEval rows carry one `check(candidate)` test program in `test`; MBPP rows carry
+    assert lines in `tests` and an empty `test`. Every HumanEval/MBPP difference keys on it."""
+    return bool(example.get("test"))
+
+
 def build_program(example: dspy.Example, code: str) -> str:
     """The candidate's module as the callee loads it (never with the tests).
 
@@ -191,7 +197,7 @@ def build_program(example: dspy.Example, code: str) -> str:
     helper functions (HumanEval/10, /38, /50), which a model often uses without repeating.
     MBPP: the candidate, then the setup code.
     """
-    if example.get("test"):
+    if is_humaneval(example):
         return f"{example.prompt}{code}\n"
     return f"{code}\n{example.get('test_setup_code') or ''}\n"
 
@@ -224,7 +230,8 @@ def run_tests(example: dspy.Example, code: str, timeout_s: float = TIMEOUT_S) ->
     failure of any kind is a failed verdict with its reason, never an exception."""
     try:
         candidate = build_program(example, code)
-        if test := example.get("test"):  # HumanEval: check(candidate), the prompt as context
+        if is_humaneval(example):  # check(candidate), the prompt as context
+            test = str(example.test)
             context, remote, check = str(example.prompt), [str(example.entry_point)], True
         else:  # MBPP: its asserts call the candidate's functions by name
             context, test = str(example.get("test_setup_code") or ""), "\n".join(example.tests)
@@ -255,7 +262,7 @@ def worked_code(example: dspy.Example) -> str:
     """The reference solution as a whole program: MBPP's code as it is; HumanEval's canonical
     solution is only the body, so the prompt (signature and docstring) goes first."""
     reference = str(example.get("reference") or "").replace("\r\n", "\n")
-    return f"{example.prompt}{reference}" if example.get("test") else reference
+    return f"{example.prompt}{reference}" if is_humaneval(example) else reference
 
 
 def core_demo(example: dspy.Example) -> dspy.Example:
