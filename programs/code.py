@@ -175,11 +175,35 @@ FIELD_MARKER = re.compile(r"^\s*\[\[ ## \w+ ## \]\]\s*$", re.M)
 def extract_code(prediction: dspy.Prediction) -> str:
     """The candidate program: the last ```python block of the `code` field (else of the raw
     LM text, when the adapter could not parse it), else that whole text. An unclosed fence
-    (the core ran out of tokens) counts as a block to the end of the text."""
-    text = str(prediction.get("code") or prediction.get("raw") or "")
-    text = FIELD_MARKER.sub("", text)
-    blocks = [body for tag, body in FENCE.findall(text) if tag.lower() in PYTHON_TAGS]
-    return blocks[-1] if blocks else text
+    (the core ran out of tokens) counts as a block to the end of the text.
+
+    A `code` field that is neither a block nor Python falls back to the last block of the
+    reply's working (`reasoning`, which the plain adapter fills with the whole reply), as
+    the math metric falls back to the last number. Under DSPy's ChainOfThought the small
+    core writes its reasoning and a block but no `Code:` line, or a `Code:` line that only
+    opens the fence, or one that echoes the prompt's placeholder; the 0.5B core did one of
+    these on all 164 HumanEval problems (docs/experiments.md)."""
+    text = FIELD_MARKER.sub("", str(prediction.get("code") or prediction.get("raw") or ""))
+    blocks = _python_blocks(text)
+    if blocks or _is_python(text):
+        return blocks[-1] if blocks else text
+    for name in ("reasoning", "raw"):
+        if fallback := _python_blocks(FIELD_MARKER.sub("", str(prediction.get(name) or ""))):
+            return fallback[-1]
+    return text
+
+
+def _python_blocks(text: str) -> list[str]:
+    return [body for tag, body in FENCE.findall(text) if tag.lower() in PYTHON_TAGS]
+
+
+def _is_python(text: str) -> bool:
+    """Non-empty and parses: a `code` field written without a fence."""
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return bool(text.strip())
 
 
 def is_humaneval(example: dspy.Example) -> bool:

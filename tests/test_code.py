@@ -18,6 +18,8 @@ from typing import Any
 import dspy
 import pytest
 
+from gcop.adapters import PlainAdapter
+from gcop.optimizers.methods import chain_of_thought
 from gcop.program import guide_signature
 from gcop.programs import code as code_task
 from gcop.programs.code import (
@@ -123,6 +125,25 @@ def test_extract_code_takes_the_last_python_block() -> None:
     assert extract_code(predict(text)) == "x = 2\n"
     assert extract_code(predict("y = 3")) == "y = 3"
     assert extract_code(predict(None, raw="```python\nz = 4\n")) == "z = 4\n"
+
+
+@pytest.mark.parametrize(
+    "opening", ["```python", "Code: ```python", "Code: <a complete program>\n```python"]
+)
+def test_chain_of_thought_code_is_read_from_the_reasoning(
+    example0: dspy.Example, opening: str
+) -> None:
+    """DSPy's ChainOfThought through the plain adapter: the core reasons and writes its
+    block with no `Code:` line, with one that only opens the fence, or with one that echoes
+    the placeholder; the candidate is the reasoning's last block."""
+    signature = chain_of_thought(code_task.SolveCode)
+    solution = f"{example0.prompt}{example0.reference}"
+    reply = f"First compare every pair.\n{opening}\n{solution}```\nThis checks each pair."
+    prediction = dspy.Prediction(**PlainAdapter().parse(signature, reply))
+    assert extract_code(prediction) == solution
+    assert code_metric(example0, prediction) == 1.0
+    wrong = reply.replace("return", "return not")
+    assert code_metric(example0, dspy.Prediction(**PlainAdapter().parse(signature, wrong))) == 0.0
 
 
 # --- the sandbox ---
