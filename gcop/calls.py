@@ -52,6 +52,9 @@ class CallRecord:
     completion_tokens: int
     cost: float
     cached: bool
+    truncated: bool = False
+    """The reply was cut at `max_tokens` (`finish_reason == "length"`): a plan over budget,
+    a core that ran out of room for its program."""
 
 
 @dataclass
@@ -243,6 +246,9 @@ def _record(model: str, response: dict[str, Any], cost: float, cached: bool) -> 
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cost=float(cost or 0.0),
         cached=cached,
+        truncated=any(
+            choice.get("finish_reason") == "length" for choice in response.get("choices") or []
+        ),
     )
 
 

@@ -339,6 +339,7 @@ def results_table(result) -> Table:
     row("valid strategies", lambda r: f"{r.valid_rate.estimate:.2f}" if r.valid_rate else "-")
     row("guide tokens/query", lambda r: f"{r.guide_tokens_per_query:.0f}")
     row("core tokens/query", lambda r: f"{r.core_tokens_per_query:.0f}")
+    row("cut at max_tokens g/c", lambda r: f"{r.guide_truncated}/{r.core_truncated}")
     row("$/query", lambda r: f"{r.cost_per_query.estimate:.2e}")
     row("cache hits", lambda r: f"{r.cache_hits}/{r.calls}")
     row("failed calls", lambda r: str(r.failed_calls))

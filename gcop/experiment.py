@@ -442,6 +442,10 @@ def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:
         "failed_calls": report.failed_calls,
         "calls": report.calls,
         "cache_hits": report.cache_hits,
+        "truncated": {
+            "guide": sum(o.guide_truncated for o in greedy),
+            "core": sum(o.core_truncated for o in greedy),
+        },  # fmt: skip
         "verdicts": dict(Counter(o.verdict for o in greedy if o.verdict)),
         "scores": {o.example_id: o.score for o in greedy if o.failed is None},
         "verdict_by_problem": {

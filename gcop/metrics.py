@@ -90,6 +90,10 @@ class Outcome:
     """`cost` by role: what the guide's and the core's calls cost (their sum is `cost`)."""
     calls: int = 0
     cache_hits: int = 0
+    guide_truncated: int = 0
+    core_truncated: int = 0
+    """Replies of each role cut at their `max_tokens` (a program or working that ran out of
+    room: why chain of thought loses on code at the core's budget, docs/experiments.md)."""
     failed: str | None = None
     """The error of a call that failed (not a wrong answer: it was never answered)."""
 
@@ -114,6 +118,9 @@ class Report:
     calls: int
     cache_hits: int
     failed_calls: int
+    guide_truncated: int = 0
+    core_truncated: int = 0
+    """Replies cut at `max_tokens`, per role, over every query."""
     outcomes: list[Outcome] = field(repr=False, default_factory=list)
 
     def utility(self, cost_weight: float) -> float:
@@ -153,6 +160,7 @@ def run_one(program: dspy.Module, example: dspy.Example, metric: Metric, *, exam
         guide_cost=guide.get("cost", 0.0), core_cost=core.get("cost", 0.0),
         calls=guide.get("calls", 0) + core.get("calls", 0),
         cache_hits=guide.get("cache_hits", 0) + core.get("cache_hits", 0),
+        guide_truncated=guide.get("truncated", 0), core_truncated=core.get("truncated", 0),
     )  # fmt: skip
     validity = prediction.get("validity")
     if validity is not None:
@@ -231,6 +239,8 @@ def summarize(outcomes: list[Outcome], *, system: str, samples: int) -> Report:
         calls=sum(o.calls for o in outcomes),
         cache_hits=sum(o.cache_hits for o in outcomes),
         failed_calls=sum(o.failed is not None for o in outcomes),
+        guide_truncated=sum(o.guide_truncated for o in outcomes),
+        core_truncated=sum(o.core_truncated for o in outcomes),
         outcomes=outcomes,
     )
 

@@ -59,6 +59,7 @@ def usage_summary(calls: list[CallRecord]) -> dict[str, Any]:
         "cache_hits": sum(c.cached for c in calls),
         "prompt_tokens": sum(c.prompt_tokens for c in calls),
         "completion_tokens": sum(c.completion_tokens for c in calls),
+        "truncated": sum(c.truncated for c in calls),
         "cost": sum(c.cost for c in calls),
     }
 

@@ -135,6 +135,11 @@ def make_handler(model: ScriptedModel):
             texts = [model.reply(body) for _ in range(body.get("n") or 1)]
             if fault == "garbage":
                 texts = ["%%% <<garbage>> no fields here" for _ in texts]
+            # a reply longer than max_tokens (a word is a token here) is cut, as an API does
+            limit = body.get("max_tokens") or body.get("max_completion_tokens")
+            cut = [bool(limit) and len(text.split()) > limit for text in texts]
+            texts = [" ".join(t.split()[:limit]) if c else t
+                     for t, c in zip(texts, cut, strict=True)]  # fmt: skip
             prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
             completion_tokens = sum(len(t.split()) for t in texts)
             payload = {
@@ -143,7 +148,7 @@ def make_handler(model: ScriptedModel):
                 "created": 0,
                 "model": body["model"],
                 "choices": [
-                    {"index": i, "finish_reason": "stop",
+                    {"index": i, "finish_reason": "length" if cut[i] else "stop",
                      "message": {"role": "assistant", "content": text}}
                     for i, text in enumerate(texts)
                 ],

@@ -54,6 +54,18 @@ def test_gcop_prediction_carries_strategy_validity_output_and_costs(api, fresh_c
     assert "Strategy:\n1. Read the two numbers." in core_request
 
 
+def test_replies_cut_at_max_tokens_are_counted_per_role(api, fresh_cache) -> None:
+    """A reply cut at its budget (`finish_reason: length`) is counted for its role, per
+    problem and in the report: the reason a core runs out of room shows in the numbers."""
+    roomy = evaluate(program(api), examples(3), gsm8k_metric, system="roomy")
+    assert (roomy.guide_truncated, roomy.core_truncated) == (0, 0)
+    cramped = GCoP(Guide(MathPlan, lm(api)), Core(lm(api, max_tokens=2)))
+    report = evaluate(cramped, examples(3), gsm8k_metric, system="cramped")
+    assert (report.guide_truncated, report.core_truncated) == (0, 3)
+    assert [o.core_truncated for o in report.outcomes] == [1, 1, 1]
+    assert report.accuracy.estimate < roomy.accuracy.estimate  # the answer line was cut off
+
+
 @pytest.mark.parametrize("adapter", ["plain", "chat", "json", "xml"])
 def test_every_prompt_format_runs_guide_and_core(api, fresh_cache, adapter: str) -> None:
     guided = GCoP(Guide(MathPlan, lm(api), adapter=adapter), Core(lm(api), adapter=adapter))
