@@ -445,7 +445,7 @@ def cell_measures(report: Report, lambdas: list[float]) -> dict[str, Any]:
         "truncated": {
             "guide": sum(o.guide_truncated for o in greedy),
             "core": sum(o.core_truncated for o in greedy),
-        },  # fmt: skip
+        },
         "verdicts": dict(Counter(o.verdict for o in greedy if o.verdict)),
         "scores": {o.example_id: o.score for o in greedy if o.failed is None},
         "verdict_by_problem": {
