@@ -188,10 +188,8 @@ def extract_code(prediction: dspy.Prediction) -> str:
     blocks = _python_blocks(text)
     if blocks or _is_python(text):
         return blocks[-1] if blocks else text
-    for name in ("reasoning", "raw"):
-        if fallback := _python_blocks(FIELD_MARKER.sub("", str(prediction.get(name) or ""))):
-            return fallback[-1]
-    return text
+    working = _python_blocks(FIELD_MARKER.sub("", str(prediction.get("reasoning") or "")))
+    return working[-1] if working else text
 
 
 def _python_blocks(text: str) -> list[str]:
