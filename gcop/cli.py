@@ -362,11 +362,19 @@ def experiment(
         bool,
         typer.Option(help="run nothing: write the results of the cells finished so far"),
     ] = False,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(help="run only this method's cells now (repeat for more)"),
+    ] = None,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="run only this seed's cells now (repeat for more)")
+    ] = None,
 ) -> None:
     """Run (or resume) a grid of methods x cores x seeds, one line per cell.
 
     A cell whose method fails is recorded and the grid goes on; the exit status is then 1.
-    --report-only writes the tables of a grid stopped part-way (or still running)."""
+    --report-only writes the tables of a grid stopped part-way (or still running); --method
+    and --seed run part of it now (the tables still cover every cell finished so far)."""
     import dataclasses
 
     from gcop.experiment import load_config, plan_cells, run_experiment
@@ -399,15 +407,17 @@ def experiment(
             line(cell_line(index, total, cell, result, reused))
 
         results = run_experiment(config, on_cell=on_cell, log=line, on_scored=on_scored,
-                                 report_only=report_only)  # fmt: skip
+                                 report_only=report_only, only_methods=method or (),
+                                 only_seeds=seed or ())  # fmt: skip
     console.print(experiment_table(results))
     if results["contrasts"]:
         console.print(contrasts_table(results))
     stem = config.results_dir / f"experiment-{config.name}"
     console.print(f"wrote {stem}.json, .md and .png", highlight=False)
     if unfinished := results["unfinished"]:
+        how = "--report-only" if report_only else "--method or --seed"
         console.print(f"{len(unfinished)} of {total} cells not yet run (listed in {stem}.md); "
-                      "rerun without --report-only to run them", highlight=False)  # fmt: skip
+                      f"rerun without {how} to run them", highlight=False)  # fmt: skip
     if failed := results["failed"]:
         names = ", ".join(f"{f['label']} ({f['core'].rsplit('/', 1)[-1]}, seed {f['seed']})"
                           for f in failed)  # fmt: skip

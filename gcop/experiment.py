@@ -32,7 +32,7 @@ import time
 import tomllib
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,11 +254,16 @@ def run_experiment(
     log: Callable[[str], None] = lambda line: None,
     on_scored: ScoredCallback | None = None,
     report_only: bool = False,
+    only_methods: Collection[str] = (),
+    only_seeds: Collection[int] = (),
 ) -> dict[str, Any]:
     """Run (or resume) every cell of `config`, then write and return the aggregated results.
 
     `report_only`: run nothing; aggregate the cells finished so far (a grid stopped part-way,
-    or still running in another process) and list the rest as `unfinished`."""
+    or still running in another process) and list the rest as `unfinished`.
+    `only_methods` / `only_seeds`: run just those cells now (e.g. one seed of the two rows a
+    contrast needs, to see early whether it holds); the others are treated as by
+    `report_only`, so the tables still cover the whole grid."""
     from gcop.experiment_report import write_results
     from gcop.registry import get_task, methods
 
@@ -270,13 +275,14 @@ def run_experiment(
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []
     _claim_work_dir(config, create=not report_only)
+    selected = cell_selection(config, only_methods, only_seeds)
     cells, memo, results, unfinished = plan_cells(config), {}, [], []
     with spend_limit(config):
         for index, cell in enumerate(cells):
             path = cell.path(config.work_dir)
             result = finished_cell(path)
             reused = result is not None
-            if result is None and report_only:
+            if result is None and (report_only or not selected(cell)):
                 unfinished.append({"label": cell.label, "core": cell.core, "seed": cell.seed,
                                    "attempts": earlier_attempts(path)})  # fmt: skip
                 continue
@@ -298,6 +304,23 @@ def run_experiment(
     aggregated = aggregate(config, results, ids, unfinished=unfinished)
     write_results(aggregated, config)
     return aggregated
+
+
+def cell_selection(
+    config: ExperimentConfig, only_methods: Collection[str], only_seeds: Collection[int]
+) -> Callable[[Cell], bool]:
+    """Whether a cell is one of those asked for (every cell when nothing is asked for); a
+    method or seed the grid does not have is a ConfigError, before any call."""
+    methods = [*config.methods, *(("transfer", "retune") if config.transfer else ())]
+    asks = ((only_methods, methods, "method"), (only_seeds, config.seeds, "seed"))
+    for asked, known, flag in asks:
+        if missing := [str(value) for value in asked if value not in known]:
+            raise ConfigError(
+                f"{flag} {', '.join(missing)} is not in this experiment (it has "
+                f"{', '.join(map(str, known))}); add it to the file's {flag}s, or pick one of those"
+            )
+    return lambda cell: ((not only_methods or cell.method in only_methods)
+                         and (not only_seeds or cell.seed in only_seeds))  # fmt: skip
 
 
 def check_stage_options(config: ExperimentConfig) -> None:

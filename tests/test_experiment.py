@@ -216,6 +216,39 @@ def test_a_mistyped_stage_option_is_refused_before_any_call(
     assert not (tmp_path / "work").exists()  # refused before the work folder is made
 
 
+def test_method_and_seed_run_part_of_the_grid_and_report_all_of_it(
+    loopback_env, fresh_cache, tmp_path: Path
+) -> None:
+    api = loopback_env
+    config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0)
+    part = ["experiment", str(config), "--method", "gcop-base", "--seed", "1"]
+    result = CliRunner().invoke(app, part)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert [line.split(" | ")[0] for line in lines] == ["[4/4] gcop-base"]
+    assert "3 of 4 cells not yet run" in result.output
+    assert "rerun without --method or --seed" in result.output
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert [(c["method"], c["seed"]) for c in saved["cells"]] == [("gcop-base", 1)]
+    assert [(u["label"], u["seed"]) for u in saved["unfinished"]] == [
+        ("core", 0), ("gcop-base", 0), ("core", 1)
+    ]  # fmt: skip
+    served = api.model.requests
+
+    asks = ((["--method", "core-cot"], "method core-cot"), (["--seed", "7"], "seed 7"))
+    for flags, named in asks:
+        refused = CliRunner().invoke(app, ["experiment", str(config), *flags])
+        assert refused.exit_code == 2 and f"{named} is not in this experiment" in refused.output
+    assert api.model.requests == served  # refused before any call
+
+    whole = CliRunner().invoke(app, ["experiment", str(config)])
+    assert whole.exit_code == 0, whole.output
+    lines = [line for line in whole.output.splitlines() if line.startswith("[")]
+    assert ["done earlier" in line for line in lines] == [False, False, False, True]
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert saved["unfinished"] == [] and len(saved["cells"]) == 4
+
+
 def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
     api = loopback_env
     config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0,
