@@ -369,12 +369,17 @@ def experiment(
     seed: Annotated[
         list[int] | None, typer.Option(help="run only this seed's cells now (repeat for more)")
     ] = None,
+    reuse: Annotated[
+        Path | None,
+        typer.Option(help="take the finished cells of this experiment-NAME.json (same settings)"),
+    ] = None,
 ) -> None:
     """Run (or resume) a grid of methods x cores x seeds, one line per cell.
 
     A cell whose method fails is recorded and the grid goes on; the exit status is then 1.
     --report-only writes the tables of a grid stopped part-way (or still running); --method
-    and --seed run part of it now (the tables still cover every cell finished so far)."""
+    and --seed run part of it now (the tables still cover every cell finished so far);
+    --reuse starts from the cells of a results file, e.g. a published grid's."""
     import dataclasses
 
     from gcop.experiment import load_config, plan_cells, run_experiment
@@ -408,7 +413,7 @@ def experiment(
 
         results = run_experiment(config, on_cell=on_cell, log=line, on_scored=on_scored,
                                  report_only=report_only, only_methods=method or (),
-                                 only_seeds=seed or ())  # fmt: skip
+                                 only_seeds=seed or (), reuse=reuse)  # fmt: skip
     console.print(experiment_table(results))
     if results["contrasts"]:
         console.print(contrasts_table(results))

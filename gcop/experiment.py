@@ -256,6 +256,7 @@ def run_experiment(
     report_only: bool = False,
     only_methods: Collection[str] = (),
     only_seeds: Collection[int] = (),
+    reuse: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every cell of `config`, then write and return the aggregated results.
 
@@ -263,7 +264,9 @@ def run_experiment(
     or still running in another process) and list the rest as `unfinished`.
     `only_methods` / `only_seeds`: run just those cells now (e.g. one seed of the two rows a
     contrast needs, to see early whether it holds); the others are treated as by
-    `report_only`, so the tables still cover the whole grid."""
+    `report_only`, so the tables still cover the whole grid.
+    `reuse`: a results file of this experiment (see :func:`reuse_cells`) whose cells are
+    taken instead of being run again."""
     from gcop.experiment_report import write_results
     from gcop.registry import get_task, methods
 
@@ -274,7 +277,9 @@ def run_experiment(
     problems = _select(task, config.split, config.limit)
     trainset = _select(task, "train", config.train)
     devset = _select(task, "dev", config.dev) if config.dev else []
-    _claim_work_dir(config, create=not report_only)
+    _claim_work_dir(config, create=not report_only or reuse is not None)
+    if reuse is not None:
+        log(f"reused {reuse_cells(config, reuse)} cells of {reuse}")
     selected = cell_selection(config, only_methods, only_seeds)
     cells, memo, results, unfinished = plan_cells(config), {}, [], []
     with spend_limit(config):
@@ -304,6 +309,37 @@ def run_experiment(
     aggregated = aggregate(config, results, ids, unfinished=unfinished)
     write_results(aggregated, config)
     return aggregated
+
+
+def reuse_cells(config: ExperimentConfig, results_path: str | Path) -> int:
+    """Write into the work folder the finished cells of `results_path`, an
+    `experiment-NAME.json` made with the same settings (a published grid extended on another
+    machine, or a work folder lost with its machine): they are read back, not run again.
+    A cell already in the work folder is kept, and a cell this grid does not plan is left
+    out. Returns how many cells were written."""
+    path = Path(results_path)
+    try:
+        results = json.loads(path.read_text())
+        cells, saved = results["cells"], results.get("identity")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{path} is not an experiment's results file ({error})") from error
+    identity = json.loads(json.dumps(config.identity(), default=str))
+    if saved is None:
+        raise ConfigError(f"{path} does not record the settings its cells were made with; "
+                          "write it again with --report-only where it was made")  # fmt: skip
+    if _without_speed_options(saved) != _without_speed_options(identity):
+        changed = sorted(k for k in identity if saved.get(k) != identity[k])
+        raise ConfigError(f"{path} holds cells made with other settings ({', '.join(changed)})")
+    planned = {(cell.label, cell.core, cell.seed): cell for cell in plan_cells(config)}
+    written = 0
+    for result in cells:
+        cell = planned.get((result["label"], result["core"], result["seed"]))
+        target = cell.path(config.work_dir) if cell else None
+        if target is None or result.get("status") == FAILED or target.exists():
+            continue
+        write_json(target, result)
+        written += 1
+    return written
 
 
 def cell_selection(

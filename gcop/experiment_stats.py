@@ -17,6 +17,7 @@ structure-aware reward over the task reward alone), with the same tests.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -155,6 +156,8 @@ def aggregate(
         "guide": config.guide, "teacher": config.teacher, "train": config.train,
         "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
         "methods": config.methods, "best_baseline": best, "rows": rows,
+        # what `gcop experiment --reuse` checks before taking these cells into a work folder
+        "identity": json.loads(json.dumps(config.identity(), default=str)),
         "contrasts": contrasts(rows, scores, wanted),
         "transfer": transfer_summary(rows), "failed": [failure(c) for c in failed],
         "unfinished": list(unfinished),

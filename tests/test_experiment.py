@@ -249,6 +249,39 @@ def test_method_and_seed_run_part_of_the_grid_and_report_all_of_it(
     assert saved["unfinished"] == [] and len(saved["cells"]) == 4
 
 
+def test_reuse_takes_a_results_files_cells_into_a_new_work_folder(
+    loopback_env, fresh_cache, tmp_path: Path
+) -> None:
+    """A published grid extended on another machine: its cells are read back, not run."""
+    api = loopback_env
+    config = write_config(tmp_path, methods=["core"], guide=REMOTE, exec_samples=0)
+    assert CliRunner().invoke(app, ["experiment", str(config), "--seed", "0"]).exit_code == 0
+    published = tmp_path / "published.json"
+    published.write_text((tmp_path / "results" / "experiment-tiny.json").read_text())
+    served = api.model.requests
+
+    elsewhere = ["experiment", str(config), "--work-dir", str(tmp_path / "elsewhere")]
+    result = CliRunner().invoke(app, [*elsewhere, "--reuse", str(published)])
+    assert result.exit_code == 0, result.output
+    assert f"reused 1 cells of {published}" in " ".join(result.output.split())
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert ["done earlier" in line for line in lines] == [True, False]  # seed 1 is run
+    assert api.model.requests == served  # the core is greedy: seed 1 replays the cache
+    cell = tmp_path / "elsewhere" / "cells" / "core" / "openai_gpt-4o-mini" / "seed-0.json"
+    assert json.loads(cell.read_text()) == json.loads(published.read_text())["cells"][0]
+
+    config.write_text(config.read_text().replace("train = 4", "train = 3"))
+    other = ["experiment", str(config), "--work-dir", str(tmp_path / "third")]
+    refused = CliRunner().invoke(app, [*other, "--reuse", str(published)])
+    assert refused.exit_code == 2 and "made with other settings (train)" in refused.output
+    old = json.loads(published.read_text())
+    del old["identity"]  # a results file written before the settings were recorded
+    published.write_text(json.dumps(old))
+    refused = CliRunner().invoke(app, [*other, "--reuse", str(published)])
+    assert refused.exit_code == 2 and "write it again with --report-only" in refused.output
+    assert not (tmp_path / "third" / "cells").exists()  # refused before any cell
+
+
 def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
     api = loopback_env
     config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0,
