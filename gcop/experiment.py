@@ -127,10 +127,11 @@ class ExperimentConfig:
         return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
     def identity(self) -> dict[str, Any]:
-        """What gives a cell its meaning: a work folder made with other values is refused."""
+        """What gives a cell its meaning: a work folder made with other values is refused.
+        As JSON reads it back (the work folder and the results file record it)."""
         keep = ("task", "split", "limit", "train", "dev", "guide", "teacher", "exec_samples",
                 "stage_options")  # fmt: skip
-        return {key: getattr(self, key) for key in keep}
+        return json.loads(json.dumps({key: getattr(self, key) for key in keep}, default=str))
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -323,7 +324,7 @@ def reuse_cells(config: ExperimentConfig, results_path: str | Path) -> int:
         cells, saved = results["cells"], results.get("identity")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path} is not an experiment's results file ({error})") from error
-    identity = json.loads(json.dumps(config.identity(), default=str))
+    identity = config.identity()
     if saved is None:
         raise ConfigError(f"{path} does not record the settings its cells were made with; "
                           "write it again with --report-only where it was made")  # fmt: skip
@@ -538,7 +539,7 @@ def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
     """Refuse to mix cells made under other settings into this experiment's folder (or, not
     `create`-ing it, to report on a folder that holds no run of this experiment)."""
     path = config.work_dir / "experiment.json"
-    identity = json.loads(json.dumps(config.identity(), default=str))
+    identity = config.identity()
     if not create and not path.exists():
         raise ConfigError(
             f"{config.work_dir} holds no run of this experiment to report on; run it first "

@@ -17,7 +17,6 @@ structure-aware reward over the task reward alone), with the same tests.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -157,7 +156,7 @@ def aggregate(
         "dev": config.dev, "exec_samples": config.exec_samples, "lambdas": config.lambdas,
         "methods": config.methods, "best_baseline": best, "rows": rows,
         # what `gcop experiment --reuse` checks before taking these cells into a work folder
-        "identity": json.loads(json.dumps(config.identity(), default=str)),
+        "identity": config.identity(),
         "contrasts": contrasts(rows, scores, wanted),
         "transfer": transfer_summary(rows), "failed": [failure(c) for c in failed],
         "unfinished": list(unfinished),
