@@ -410,8 +410,12 @@ SPREAD = """
 @pytest.mark.parametrize("use_fork", [True, False], ids=["fork", "subprocess"])
 def test_memory_limit_holds_for_the_whole_tree(use_fork: bool) -> None:
     """Six children of 150 MB under a 256 MB limit: at most one can hold its memory through
-    the overlapping three seconds; the others are killed by the cgroup's OOM killer."""
-    result = run(SPREAD.format(use_fork=use_fork), timeout_s=8, max_processes=32)
+    the overlapping three seconds; the others are killed by the cgroup's OOM killer.
+
+    The run takes 4 to 6 s on a loaded 2-core machine; it once took over 8 (the old limit)
+    with the test suite and a grid both running, so the limit leaves room: what is tested is
+    how many children held their memory, not how fast."""
+    result = run(SPREAD.format(use_fork=use_fork), timeout_s=30, max_processes=32)
     assert "cgroup" in result.isolation and "no cgroup" not in result.isolation
     codes_line = [line for line in result.stdout.splitlines() if line.startswith("CODES")]
     assert result.passed and codes_line, result
