@@ -240,7 +240,7 @@ class ExecTune(GcopOptimizer):
             lines = (directory / "accepted.jsonl").read_text().splitlines()
             return [Attempt(**json.loads(line)) for line in lines]
         result = sample_strategies(program, trainset, teacher=self.teacher, metric=metric,
-                                   config=self.config.sampling)  # fmt: skip
+                                   config=self.config.sampling, seed=self.config.seed)  # fmt: skip
         write_sampling(result, self.config.sampling, directory)  # cached: a rerun is free
         self.report["stages"]["sample"] = result.summary()
         return result.accepted

@@ -40,6 +40,10 @@ REFERENCE_SOURCE = "reference"
 """The strategy source that derives plans from reference solutions instead of an LLM."""
 REFERENCE_SOURCES = {REFERENCE_SOURCE: False, "reference-givens": True}
 """Every reference-derived source, with its `givens_only` flag (`Strategy.from_reference`)."""
+ROLLOUT_STRIDE = 10_000
+"""Seed `s`'s teacher samples have rollout ids `s * ROLLOUT_STRIDE + sample`: each compile
+seed draws (and caches) its own, so seeds vary stage 1 as well as training, and seed 0 keeps
+the ids (and the cached calls) it always had."""
 ACCEPT_RULES = ("executes", "parsed")
 """What stage 1 keeps: strategies the core executes (the acceptance filter), or every
 strategy that parses (no filter: supervised distillation of the teacher)."""
@@ -79,8 +83,8 @@ class SamplingConfig:
             raise ConfigError(f"keep={self.keep!r}: use 'cheapest' or 'all'")
         if self.accept not in ACCEPT_RULES:
             raise ConfigError(f"accept={self.accept!r}: use one of {', '.join(ACCEPT_RULES)}")
-        if self.candidates < 1:
-            raise ConfigError(f"candidates={self.candidates}: need at least 1")
+        if not 1 <= self.candidates <= ROLLOUT_STRIDE:
+            raise ConfigError(f"candidates={self.candidates}: use 1 to {ROLLOUT_STRIDE}")
 
 
 @dataclass
@@ -165,9 +169,11 @@ def sample_strategies(
     teacher: str | dspy.BaseLM | list[str | dspy.BaseLM],
     metric: Metric,
     config: SamplingConfig | None = None,
+    seed: int = 0,
 ) -> SamplingResult:
     """Run stage 1 with every source in `teacher` (one, or a list; `"reference"` derives
-    plans from reference solutions) and return every attempt plus the kept accepted ones."""
+    plans from reference solutions) and return every attempt plus the kept accepted ones.
+    `seed` picks the teacher's samples (see `ROLLOUT_STRIDE`)."""
     config = config or SamplingConfig()
     strategy_type = program.guide.strategy_type
     sources = teacher if isinstance(teacher, list | tuple) else [teacher]
@@ -210,9 +216,9 @@ def sample_strategies(
         if config.show_reference:
             inputs[REFERENCE_FIELD] = str(example.get("solution") or example.get("reference") or "")
         try:
-            plan = writer(
-                **inputs, config={"temperature": config.temperature, "rollout_id": sample}
-            )
+            options = {"temperature": config.temperature,
+                       "rollout_id": seed * ROLLOUT_STRIDE + sample}  # fmt: skip
+            plan = writer(**inputs, config=options)
         except Exception as error:  # a failed call: recorded, retried on the next run
             return Attempt(example_id, sample, "failed_call", source, failed=str(error)[:300])
         result = Attempt(example_id, sample, plan.validity.verdict, source, plan.validity.reason,

@@ -94,6 +94,24 @@ def test_rerun_makes_no_new_calls(api, fresh_cache) -> None:
     assert first.summary() == second.summary()
 
 
+def test_each_seed_draws_its_own_teacher_samples(api, fresh_cache) -> None:
+    """Seeds used to share stage 1 whenever the call cache outlived a run (the rollout id
+    was the sample index alone), so a grid's seeds varied training only."""
+    program = GCoP(Guide(MathPlan, lm(api)), Core(lm(api)))
+    config = SamplingConfig(candidates=2, num_threads=2)
+    run = lambda seed: sample_strategies(  # noqa: E731
+        program, examples(2), teacher=lm(api), metric=gsm8k_metric, config=config, seed=seed
+    )
+    run(0)
+    served = len(api.model.bodies)
+    run(1)  # 2 problems x 2 candidates, drawn anew; the core's greedy calls are cached
+    assert len(api.model.bodies) == served + 4
+    assert all(is_guide_prompt(body) for body in api.model.bodies[served:])
+    run(0)
+    run(1)
+    assert len(api.model.bodies) == served + 4  # each seed's samples are cached apart
+
+
 def test_training_example_is_the_inference_prompt_plus_the_strategy(api) -> None:
     guide = Guide(MathPlan, lm(api))
     plan = MathPlan(steps=["Read the numbers.", "Add them."])
