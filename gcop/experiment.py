@@ -324,12 +324,10 @@ def reuse_cells(config: ExperimentConfig, results_path: str | Path) -> int:
         cells, saved = results["cells"], results.get("identity")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path} is not an experiment's results file ({error})") from error
-    identity = config.identity()
     if saved is None:
         raise ConfigError(f"{path} does not record the settings its cells were made with; "
                           "write it again with --report-only where it was made")  # fmt: skip
-    if _without_speed_options(saved) != _without_speed_options(identity):
-        changed = sorted(k for k in identity if saved.get(k) != identity[k])
+    if changed := settings_changed(saved, config.identity()):
         raise ConfigError(f"{path} holds cells made with other settings ({', '.join(changed)})")
     planned = {(cell.label, cell.core, cell.seed): cell for cell in plan_cells(config)}
     written = 0
@@ -535,6 +533,14 @@ def _without_speed_options(identity: dict[str, Any]) -> dict[str, Any]:
     return {**identity, "stage_options": tables}
 
 
+def settings_changed(saved: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """The settings in which a recorded identity differs from this experiment's (none when
+    only speed options differ): what the work folder and `--reuse` check."""
+    if _without_speed_options(saved) == _without_speed_options(identity):
+        return []
+    return sorted(k for k in {*saved, *identity} if saved.get(k) != identity.get(k))
+
+
 def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
     """Refuse to mix cells made under other settings into this experiment's folder (or, not
     `create`-ing it, to report on a folder that holds no run of this experiment)."""
@@ -546,9 +552,7 @@ def _claim_work_dir(config: ExperimentConfig, *, create: bool = True) -> None:
             "(without --report-only), or pass the --work-dir it ran in"
         )
     if path.exists():
-        saved = json.loads(path.read_text())
-        if _without_speed_options(saved) != _without_speed_options(identity):
-            changed = sorted(k for k in identity if saved.get(k) != identity[k])
+        if changed := settings_changed(json.loads(path.read_text()), identity):
             raise ConfigError(
                 f"{config.work_dir} holds cells made with other settings ({', '.join(changed)}); "
                 "use another work_dir, or delete it to start over"
