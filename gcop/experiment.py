@@ -43,7 +43,7 @@ from gcop.atomic import write_json
 from gcop.attempts import begin_attempt, describe, earlier_attempts, end_attempt, peak_rss_gib
 from gcop.checks import check_options, without_speed_options
 from gcop.errors import BudgetExceededError, ConfigError
-from gcop.experiment_stats import FAILED, aggregate
+from gcop.experiment_stats import CORE_ALONE, FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
 from gcop.paths import portable
 from gcop.task import Task
@@ -224,10 +224,17 @@ class Cell:
 
 def plan_cells(config: ExperimentConfig) -> list[Cell]:
     """Every cell, in run order: per core and seed the methods in the order given (so the
-    stages of one compile run back to back), then the transfer cells."""
+    stages of one compile run back to back), then the transfer cells. A transfer's target
+    that is not one of `cores` gets the core-alone cells its rows are tested against."""
     cells = [Cell(m, core, seed) for core in config.cores for seed in config.seeds
              for m in config.methods]  # fmt: skip
+    baselines = {(CORE_ALONE, core, seed) for core in config.cores for seed in config.seeds
+                 if CORE_ALONE in config.methods}  # fmt: skip
     for spec in config.transfer:
+        for seed in config.seeds:
+            if (CORE_ALONE, spec.target, seed) not in baselines:
+                baselines.add((CORE_ALONE, spec.target, seed))
+                cells.append(Cell(CORE_ALONE, spec.target, seed))
         kinds = ("transfer", "retune") if spec.retune else ("transfer",)
         cells += [Cell(kind, spec.target, seed, spec) for seed in config.seeds for kind in kinds]
     return cells
@@ -346,7 +353,8 @@ def cell_selection(
 ) -> Callable[[Cell], bool]:
     """Whether a cell is one of those asked for (every cell when nothing is asked for); a
     method or seed the grid does not have is a ConfigError, before any call."""
-    methods = [*config.methods, *(("transfer", "retune") if config.transfer else ())]
+    moved = ("transfer", "retune", CORE_ALONE) if config.transfer else ()
+    methods = list(dict.fromkeys([*config.methods, *moved]))
     asks = ((only_methods, methods, "method"), (only_seeds, config.seeds, "seed"))
     for asked, known, flag in asks:
         if missing := [str(value) for value in asked if value not in known]:

@@ -282,6 +282,53 @@ def test_reuse_takes_a_results_files_cells_into_a_new_work_folder(
     assert not (tmp_path / "third" / "cells").exists()  # refused before any cell
 
 
+def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
+    loopback_env, tiny_model: str, fresh_cache, tmp_path: Path
+) -> None:
+    """The guide compiled for core A, on core B as it is and after RL there from A's
+    adapter, each tested against B's core alone, which the grid adds for the transfer."""
+    from safetensors.torch import load_file
+
+    api, target = loopback_env, "openai/gpt-4o"
+    transfer = (f'[[transfer]]\nsource = "{REMOTE}"\ntarget = "{target}"\nstage = "sft"\n'
+                "[sft]\nepochs = 1\nper_device_batch_size = 4\n"
+                "[rl]\nmax_steps = 2\nnum_generations = 2\nper_device_batch_size = 4\n"
+                "max_completion_length = 16\nsave_steps = 1\n")  # fmt: skip
+    config = write_config(tmp_path, methods=["core", "exectune-sft"], guide=f"local/{tiny_model}",
+                          exec_samples=0, extra=transfer)  # fmt: skip
+    config.write_text(config.read_text().replace("seeds = [0, 1]", "seeds = [0]"))
+    planned = [(c.label, c.core) for c in plan_cells(load_config(config))]
+    moved = f"from {REMOTE}"
+    assert planned == [("core", REMOTE), ("exectune-sft", REMOTE), ("core", target),
+                       (f"transfer-sft {moved}", target), (f"retune-sft {moved}", target)]  # fmt: skip
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    assert {body["model"] for body in api.model.bodies} >= {"gpt-4o-mini", "gpt-4o"}
+
+    saved = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    cells = {(c["label"], c["core"]): c for c in saved["cells"]}
+    compiles = tmp_path / "work" / "compiles"
+    source_sft = compiles / "exectune" / "openai_gpt-4o-mini" / "seed-0" / "sft" / "adapter"
+    retuned = next((compiles / f"retune-sft-from-{REMOTE.replace('/', '_')}").glob("*/seed-0"))
+    assert not (retuned / "sample").exists() and not (retuned / "sft").exists()  # RL only
+    sft = load_file(source_sft / "adapter_model.safetensors")
+    rl = load_file(retuned / "rl" / "adapter" / "adapter_model.safetensors")
+    lora_b = [name for name in sft if "lora_B" in name]  # a fresh LoRA starts at B = 0
+    moved_by_rl = sum(float((rl[n] - sft[n]).norm()) for n in lora_b)
+    assert 0 < moved_by_rl < 0.1 * sum(float(sft[n].norm()) for n in lora_b)  # from A's
+    notes = cells[(f"retune-sft {moved}", target)]["notes"]["retune"]
+    assert notes["wall_seconds"] > 0 and notes["source_compile_wall_seconds"] > 0
+    rows = {(row["label"], row["core"]): row for row in saved["rows"]}
+    for kind in ("transfer", "retune"):  # paired with the target's own core alone
+        versus = rows[(f"{kind}-sft {moved}", target)]["vs_core_alone"]
+        assert versus["against"] == "core" and versus["n"] == 4
+    (summary,) = saved["transfer"]
+    assert summary["core_alone"] == rows[("core", target)]["accuracy"]
+    assert summary["transfer"] is not None and summary["retune"] is not None
+    table = (tmp_path / "results" / "experiment-tiny.md").read_text()
+    assert "## guide transfer" in table
+
+
 def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
     api = loopback_env
     config = write_config(tmp_path, methods=["core", "gcop-base"], guide=REMOTE, exec_samples=0,
