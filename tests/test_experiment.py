@@ -299,8 +299,9 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
     config.write_text(config.read_text().replace("seeds = [0, 1]", "seeds = [0]"))
     planned = [(c.label, c.core) for c in plan_cells(load_config(config))]
     moved = f"from {REMOTE}"
-    expected = [("core", REMOTE), ("exectune-sft", REMOTE), ("core", target)]
-    assert planned == [*expected, (f"transfer-sft {moved}", target), (f"retune-sft {moved}", target)]
+    source_cells = [("core", REMOTE), ("exectune-sft", REMOTE)]
+    target_cells = [("core", target), (f"transfer-sft {moved}", target)]
+    assert planned == [*source_cells, *target_cells, (f"retune-sft {moved}", target)]
     result = CliRunner().invoke(app, ["experiment", str(config)])
     assert result.exit_code == 0, result.output
     assert {body["model"] for body in api.model.bodies} >= {"gpt-4o-mini", "gpt-4o"}
