@@ -36,8 +36,22 @@ from gcop.bench import select_examples  # noqa: E402
 from gcop.optimizers.sampling import REFERENCE_FIELD, SamplingConfig, Teacher  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
+from gcop.strategy import Validity  # noqa: E402
 
 GREEDY = {"temperature": 0.0}
+
+
+def write_plan(
+    writer: Guide, example: dspy.Example, *, show_reference: bool
+) -> tuple[Validity, str | None]:
+    """The writer's greedy plan for `example`, with its verdict (the leak check included),
+    and its text when the core may be shown it (valid and leak-free), else None."""
+    shown = dict(example.inputs())
+    if show_reference:
+        shown[REFERENCE_FIELD] = str(example.reference)
+    plan = writer(**shown, config=GREEDY)
+    validity = plan.strategy.check(example) if plan.strategy is not None else plan.validity
+    return validity, plan.strategy.render() if validity.ok else None
 
 
 def summarize(rows: list[dict[str, Any]], writers: list[str]) -> dict[str, Any]:
@@ -53,18 +67,25 @@ def summarize(rows: list[dict[str, Any]], writers: list[str]) -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The options every MBPP-dev probe shares (this one and core_follow.py)."""
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     add("--task", default="code", help="a code task; its dev split is MBPP dev")
     add("--split", choices=("train", "dev"), default="dev", help="never test: this is a probe")
     add("--limit", type=int, default=100, help="problems of --split (seeded sample, seed 0)")
     add("--core", default="local/qwen2.5-coder-0.5b-instruct")
     add("--writer", default="local/qwen2.5-coder-1.5b-instruct", help="writes the plans")
-    add("--base-guide", default="local/smollm2-135m-instruct", help="'' to leave it out")
-    add("--constrained", action="store_true", help="decode the plans under the JSON schema")
     add("--threads", type=int, default=32)
     add("--out", type=Path)
+    return parser
+
+
+def main() -> None:
+    parser = probe_parser(__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--base-guide", default="local/smollm2-135m-instruct", help="'' to leave it out")
+    add("--constrained", action="store_true", help="decode the plans under the JSON schema")
     args = parser.parse_args()
 
     task = get_task(args.task)
@@ -85,12 +106,7 @@ def main() -> None:
         inputs = dict(example.inputs())
         row: dict[str, Any] = {"id": example.id, "alone": task.metric(example, core(**inputs))}
         for name, writer in writers.items():
-            shown = dict(inputs)
-            if name == "reference":
-                shown[REFERENCE_FIELD] = str(example.reference)
-            plan = writer(**shown, config=GREEDY)
-            validity = plan.strategy.check(example) if plan.strategy is not None else plan.validity
-            text = plan.strategy.render() if validity.ok else None
+            validity, text = write_plan(writer, example, show_reference=name == "reference")
             correct = task.metric(example, core(**inputs, strategy=text))
             row[name] = {"verdict": str(validity.verdict), "reason": validity.reason,
                          "plan": text, "correct": correct}  # fmt: skip
