@@ -106,7 +106,8 @@ def main() -> None:
         row: dict[str, Any] = {"id": example.id, "alone": task.metric(example, follow(**inputs))}
         for name, writer in writers.items():
             validity, text = write_plan(writer, example, show_reference=name == "reference")
-            scores = {how: task.metric(example, core(**inputs, strategy=text))
+            scores = {how: row["alone"] if text is None else  # no plan: the core alone
+                      task.metric(example, core(**inputs, strategy=text))
                       for how, core in (("follow", follow), ("hint", hint))}  # fmt: skip
             row[name] = {"verdict": str(validity.verdict), "plan": text, **scores}
         return row

@@ -228,13 +228,10 @@ def plan_cells(config: ExperimentConfig) -> list[Cell]:
     that is not one of `cores` gets the core-alone cells its rows are tested against."""
     cells = [Cell(m, core, seed) for core in config.cores for seed in config.seeds
              for m in config.methods]  # fmt: skip
-    baselines = {(CORE_ALONE, core, seed) for core in config.cores for seed in config.seeds
-                 if CORE_ALONE in config.methods}  # fmt: skip
     for spec in config.transfer:
-        for seed in config.seeds:
-            if (CORE_ALONE, spec.target, seed) not in baselines:
-                baselines.add((CORE_ALONE, spec.target, seed))
-                cells.append(Cell(CORE_ALONE, spec.target, seed))
+        planned = {(cell.method, cell.core, cell.seed) for cell in cells}
+        cells += [Cell(CORE_ALONE, spec.target, seed) for seed in config.seeds
+                  if (CORE_ALONE, spec.target, seed) not in planned]  # fmt: skip
         kinds = ("transfer", "retune") if spec.retune else ("transfer",)
         cells += [Cell(kind, spec.target, seed, spec) for seed in config.seeds for kind in kinds]
     return cells
