@@ -22,7 +22,8 @@ import argparse
 import json
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 from guide_probe import paired  # noqa: E402  (this folder is on sys.path when run as a script)
+from rich.console import Console  # noqa: E402
 
 from gcop.atomic import write_json  # noqa: E402
 from gcop.bench import select_examples  # noqa: E402
 from gcop.optimizers.sampling import REFERENCE_FIELD, SamplingConfig, Teacher  # noqa: E402
 from gcop.program import Core, Guide  # noqa: E402
 from gcop.programs import get_task  # noqa: E402
+from gcop.progress import progress  # noqa: E402
 from gcop.strategy import Validity  # noqa: E402
 
 GREEDY = {"temperature": 0.0}
@@ -65,6 +68,20 @@ def summarize(rows: list[dict[str, Any]], writers: list[str]) -> dict[str, Any]:
                          "verdicts": dict(Counter(r[name]["verdict"] for r in rows)),
                          "on_plans_shown": {"n": len(shown), **on_shown}}  # fmt: skip
     return summary
+
+
+def solve_all(
+    solve: Callable[[dspy.Example], dict[str, Any]], examples: list[dspy.Example], threads: int
+) -> list[dict[str, Any]]:
+    """`solve` on every problem, `threads` at a time, in the problems' order, with a progress
+    line on stderr (a bar on a terminal; in a log a line every $GCOP_PROGRESS_INTERVAL s), so
+    that an hour-long probe shows it is alive before it writes anything."""
+    with progress(Console(stderr=True)) as bars, ThreadPoolExecutor(threads) as pool:
+        bars.add("problems", len(examples))
+        futures = [pool.submit(solve, example) for example in examples]
+        for _ in as_completed(futures):
+            bars.advance("problems")
+        return [future.result() for future in futures]
 
 
 def probe_parser(description: str) -> argparse.ArgumentParser:
@@ -112,8 +129,7 @@ def main() -> None:
                          "plan": text, "correct": correct}  # fmt: skip
         return row
 
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        rows = list(pool.map(solve, examples))
+    rows = solve_all(solve, examples, args.threads)
     summary = {"task": args.task, "split": args.split, "n": len(rows), "core": args.core,
                "writer": args.writer, "base_guide": args.base_guide or None,
                "constrained": args.constrained, **summarize(rows, list(writers))}  # fmt: skip

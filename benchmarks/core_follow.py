@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
-from code_ceiling import probe_parser, write_plan  # noqa: E402  (this folder is on sys.path as a script)
+from code_ceiling import probe_parser, solve_all, write_plan  # noqa: E402  (this folder is on sys.path as a script)
 from guide_probe import paired  # noqa: E402
 
 from gcop.atomic import write_json  # noqa: E402
@@ -112,8 +111,7 @@ def main() -> None:
             row[name] = {"verdict": str(validity.verdict), "plan": text, **scores}
         return row
 
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        rows = list(pool.map(solve, examples))
+    rows = solve_all(solve, examples, args.threads)
     summary = {"task": args.task, "split": args.split, "n": len(rows), "core": args.core,
                "writer": args.writer, "trained": str(args.trained) if args.trained else None,
                "hint": HINT, **summarize(rows, list(writers))}  # fmt: skip
