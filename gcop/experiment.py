@@ -450,6 +450,22 @@ def run_cell(
         },  # fmt: skip
         "peak_rss_gib": peak_rss_gib(),  # the process's, so far: is memory getting tight?
         "notes": context.notes,
+        "prompt": prompt_of(program),
+    }
+
+
+def prompt_of(program: dspy.Module) -> dict[str, dict[str, Any]]:
+    """Each predictor's instruction and demos, as the built program was scored with them.
+
+    DSPy's optimizers choose these (BootstrapFewShot the demos, MIPROv2 the instruction
+    too), and ExecTune's AS stage the guide's demos: the cell keeps what was chosen, so a
+    reader of the results sees the prompt behind a number without replaying the compile."""
+    return {
+        name: {
+            "instructions": predictor.signature.instructions,
+            "demos": [json.loads(json.dumps(dict(demo), default=str)) for demo in predictor.demos],
+        }
+        for name, predictor in program.named_predictors()
     }
 
 

@@ -112,6 +112,10 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     assert core["executability"] is None and tuned["executability"] is not None
     cell = next(c for c in saved["cells"] if c["method"] == "exectune-as")
     assert cell["guide_averaged_executability"]["samples"] == 2
+    core_cell = next(c for c in saved["cells"] if c["method"] == "core")
+    demos = {name: len(prompt["demos"]) for name, prompt in cell["prompt"].items()}
+    assert demos == {"guide.predict": 3, "core.alone": 0, "core.guided": 0}  # the AS stage's
+    assert not any(prompt["demos"] for prompt in core_cell["prompt"].values())
     assert set(cell["utility"]) == {"0.0", "1000.0", "10000.0"}
     # the tiny random guide never stops before its budget; the loopback core's replies fit
     assert cell["truncated"] == {"guide": 4, "core": 0}
@@ -715,6 +719,12 @@ def test_dspy_optimizers_on_the_core_alone_score_every_problem(
     for scored in saved["cells"]:
         assert scored["failed_calls"] == 0 and len(scored["scores"]) == 4, scored["label"]
     systems = [body["messages"][0]["content"] for body in api.model.bodies]
+    for scored in saved["cells"]:  # each keeps the prompt it was scored with
+        (prompt,) = scored["prompt"].values()  # the core's one predictor
+        assert any(prompt["instructions"] in system for system in systems), scored["label"]
+        assert all(demo["question"] and demo["answer"] for demo in prompt["demos"])
+        if scored["label"] == "bootstrap-fewshot":
+            assert prompt["demos"]
     proposals = [s for s in systems if "generate a new instruction" in s]
     assert proposals and not any("[[ ##" in s for s in proposals)
     assert any(INSTRUCTION in s for s in systems)  # a proposed instruction was tried
