@@ -106,7 +106,8 @@ def test_mbpp_example_and_program() -> None:
 
 
 def test_core_demo_is_the_reference_as_a_whole_passing_program(example0: dspy.Example) -> None:
-    """`core-demos` shows the core worked solutions: the prompt -> code that passes."""
+    """`core-demos` shows the core worked solutions: the prompt -> code that passes. The
+    demo is itself scorable: DSPy's optimizers run the metric on it."""
     row = {"id": "7", "prompt": "Write a function to add two numbers.",
            "code": "def add(a, b):\r\n  return a + b", "tests": ["assert add(1, 2) == 3"],
            "test_setup_code": "", "entry_point": "add"}  # fmt: skip
@@ -115,8 +116,8 @@ def test_core_demo_is_the_reference_as_a_whole_passing_program(example0: dspy.Ex
         assert list(demo.inputs().keys()) == ["prompt"] and demo.prompt == example.prompt
         assert demo.code.startswith("```python\n") and demo.code.endswith("\n```")
         assert f"def {example.entry_point}(" in demo.code and "\r" not in demo.code
-        assert code_metric(example, predict(demo.code)) == 1.0
-        assert code_metric(example, predict(demo.code.replace("return", "return not"))) == 0.0
+        assert code_metric(demo, predict(demo.code)) == 1.0
+        assert code_metric(demo, predict(demo.code.replace("return", "return not"))) == 0.0
     assert code_task.CODE.core_demo is code_task.core_demo
 
 
