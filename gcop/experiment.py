@@ -459,11 +459,18 @@ def prompt_of(program: dspy.Module) -> dict[str, dict[str, Any]]:
 
     DSPy's optimizers choose these (BootstrapFewShot the demos, MIPROv2 the instruction
     too), and ExecTune's AS stage the guide's demos: the cell keeps what was chosen, so a
-    reader of the results sees the prompt behind a number without replaying the compile."""
+    reader of the results sees the prompt behind a number without replaying the compile.
+    A demo keeps the fields the prompt shows, and `augmented` (DSPy's mark of a demo
+    bootstrapped from a model's reply, where a labelled one is a training example)."""
+
+    def shown(demo: Any, fields: set[str]) -> dict[str, Any]:
+        kept = {k: v for k, v in dict(demo).items() if k in fields or k == "augmented"}
+        return json.loads(json.dumps(kept, default=str))
+
     return {
         name: {
             "instructions": predictor.signature.instructions,
-            "demos": [json.loads(json.dumps(dict(demo), default=str)) for demo in predictor.demos],
+            "demos": [shown(demo, set(predictor.signature.fields)) for demo in predictor.demos],
         }
         for name, predictor in program.named_predictors()
     }

@@ -723,8 +723,11 @@ def test_dspy_optimizers_on_the_core_alone_score_every_problem(
         (prompt,) = scored["prompt"].values()  # the core's one predictor
         assert any(prompt["instructions"] in system for system in systems), scored["label"]
         assert all(demo["question"] and demo["answer"] for demo in prompt["demos"])
-        if scored["label"] == "bootstrap-fewshot":
-            assert prompt["demos"]
+        if scored["label"] == "bootstrap-fewshot":  # the core fails the "trick" training
+            # problems, so DSPy bootstraps no demo of its own: 4 labelled worked solutions
+            assert [(d["reasoning"], "augmented" in d) for d in prompt["demos"]] == [
+                ("Add the two numbers.", False)
+            ] * 4  # fmt: skip
     proposals = [s for s in systems if "generate a new instruction" in s]
     assert proposals and not any("[[ ##" in s for s in proposals)
     assert any(INSTRUCTION in s for s in systems)  # a proposed instruction was tried
