@@ -463,14 +463,14 @@ def prompt_of(program: dspy.Module) -> dict[str, dict[str, Any]]:
     A demo keeps the fields the prompt shows, and `augmented` (DSPy's mark of a demo
     bootstrapped from a model's reply, where a labelled one is a training example)."""
 
-    def shown(demo: Any, fields: set[str]) -> dict[str, Any]:
+    def shown(demo: Any, fields: Collection[str]) -> dict[str, Any]:
         kept = {k: v for k, v in dict(demo).items() if k in fields or k == "augmented"}
         return json.loads(json.dumps(kept, default=str))
 
     return {
         name: {
             "instructions": predictor.signature.instructions,
-            "demos": [shown(demo, set(predictor.signature.fields)) for demo in predictor.demos],
+            "demos": [shown(demo, predictor.signature.fields) for demo in predictor.demos],
         }
         for name, predictor in program.named_predictors()
     }

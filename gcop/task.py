@@ -32,7 +32,9 @@ class Task:
     """A training example as a demonstration for the core alone (its inputs and every output
     field: the reference solution written out, then the answer), or None when the task has
     none. It builds the control every few-shot guide needs: the core shown the same
-    problems as the guide, directly (`gcop.optimizers.exectune.core_with_guide_demos`)."""
+    problems as the guide, directly (`gcop.optimizers.exectune.core_with_guide_demos`), and
+    the worked solutions DSPy's optimizers are given (laid over the training example, whose
+    other fields the metric reads: `gcop.optimizers.methods.worked_in_order`)."""
 
     @property
     def signature(self) -> type[dspy.Signature]:

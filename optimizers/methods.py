@@ -121,9 +121,16 @@ def dspy_trainset(context: MethodContext) -> list[dspy.Example]:
 
 
 def worked_in_order(task: Task, examples: list[dspy.Example], seed: int) -> list[dspy.Example]:
-    """`examples` in the seed's order, as worked solutions where the task has them."""
+    """`examples` in the seed's order, as worked solutions where the task has them.
+
+    Each keeps the training example's other fields (a code problem's tests): DSPy's
+    optimizers score their bootstrapped candidates with the metric on these very examples,
+    and on code's bare demos every candidate failed for want of tests (BootstrapFewShot
+    kept no demo of its own). A prompt shows only the signature's fields."""
     examples = shuffled(examples, seed)
-    return [task.core_demo(example) for example in examples] if task.core_demo else examples
+    if task.core_demo is None:
+        return examples
+    return [example.copy(**task.core_demo(example)) for example in examples]
 
 
 @contextlib.contextmanager

@@ -290,13 +290,10 @@ def worked_code(example: dspy.Example) -> str:
 
 def core_demo(example: dspy.Example) -> dspy.Example:
     """A solved problem as the core's demo (`core-demos`, the worked solutions DSPy's
-    optimizers are given): the prompt -> the reference code in a ```python block.
-
-    The example keeps its tests: DSPy's optimizers score their bootstrapped candidates
-    with the metric on these very examples, and without the tests every candidate failed
-    (BootstrapFewShot kept no demo of its own on code). A prompt shows only the
-    signature's fields, so the tests never reach the core."""
-    return example.copy(code=f"```python\n{worked_code(example).strip()}\n```")
+    optimizers are given): the prompt -> the reference code in a ```python block."""
+    return dspy.Example(
+        prompt=example.prompt, code=f"```python\n{worked_code(example).strip()}\n```"
+    ).with_inputs("prompt")
 
 
 def humaneval_example(row: dict[str, Any]) -> dspy.Example:

@@ -19,7 +19,7 @@ import dspy
 import pytest
 
 from gcop.adapters import PlainAdapter
-from gcop.optimizers.methods import chain_of_thought
+from gcop.optimizers.methods import chain_of_thought, worked_in_order
 from gcop.program import guide_signature
 from gcop.programs import code as code_task
 from gcop.programs.code import (
@@ -106,8 +106,7 @@ def test_mbpp_example_and_program() -> None:
 
 
 def test_core_demo_is_the_reference_as_a_whole_passing_program(example0: dspy.Example) -> None:
-    """`core-demos` shows the core worked solutions: the prompt -> code that passes. The
-    demo is itself scorable: DSPy's optimizers run the metric on it."""
+    """`core-demos` shows the core worked solutions: the prompt -> code that passes."""
     row = {"id": "7", "prompt": "Write a function to add two numbers.",
            "code": "def add(a, b):\r\n  return a + b", "tests": ["assert add(1, 2) == 3"],
            "test_setup_code": "", "entry_point": "add"}  # fmt: skip
@@ -116,9 +115,21 @@ def test_core_demo_is_the_reference_as_a_whole_passing_program(example0: dspy.Ex
         assert list(demo.inputs().keys()) == ["prompt"] and demo.prompt == example.prompt
         assert demo.code.startswith("```python\n") and demo.code.endswith("\n```")
         assert f"def {example.entry_point}(" in demo.code and "\r" not in demo.code
-        assert code_metric(demo, predict(demo.code)) == 1.0
-        assert code_metric(demo, predict(demo.code.replace("return", "return not"))) == 0.0
+        assert code_metric(example, predict(demo.code)) == 1.0
+        assert code_metric(example, predict(demo.code.replace("return", "return not"))) == 0.0
     assert code_task.CODE.core_demo is code_task.core_demo
+
+
+def test_the_worked_solutions_dspy_optimizers_are_given_are_scorable(
+    example0: dspy.Example,
+) -> None:
+    """DSPy's optimizers score each bootstrapped candidate with the metric on the worked
+    example it was given, so that example keeps its tests."""
+    (worked,) = worked_in_order(code_task.CODE, [example0], seed=0)
+    assert list(worked.inputs().keys()) == ["prompt"]
+    assert worked.code == code_task.core_demo(example0).code
+    assert code_metric(worked, predict(worked.code)) == 1.0
+    assert code_metric(worked, predict(worked.code.replace("return", "return not"))) == 0.0
 
 
 def test_extract_code_takes_the_last_python_block() -> None:

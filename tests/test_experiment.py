@@ -716,11 +716,10 @@ def test_dspy_optimizers_on_the_core_alone_score_every_problem(
     api = loopback_env
     saved = run_remote_grid(tmp_path, ["bootstrap-fewshot", "mipro-light"])
     assert [c["label"] for c in saved["cells"]] == ["bootstrap-fewshot", "mipro-light"] * 2
+    systems = [body["messages"][0]["content"] for body in api.model.bodies]
     for scored in saved["cells"]:
         assert scored["failed_calls"] == 0 and len(scored["scores"]) == 4, scored["label"]
-    systems = [body["messages"][0]["content"] for body in api.model.bodies]
-    for scored in saved["cells"]:  # each keeps the prompt it was scored with
-        (prompt,) = scored["prompt"].values()  # the core's one predictor
+        (prompt,) = scored["prompt"].values()  # the prompt it was scored with: the core's
         assert any(prompt["instructions"] in system for system in systems), scored["label"]
         assert all(demo["question"] and demo["answer"] for demo in prompt["demos"])
         if scored["label"] == "bootstrap-fewshot":  # the core fails the "trick" training
