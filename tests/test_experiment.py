@@ -286,6 +286,24 @@ def test_reuse_takes_a_results_files_cells_into_a_new_work_folder(
     assert not (tmp_path / "third" / "cells").exists()  # refused before any cell
 
 
+@pytest.mark.parametrize(
+    "results", sorted((ROOT / "docs" / "results").glob("experiment-*.json")), ids=lambda p: p.stem
+)
+def test_each_published_grid_records_the_settings_of_the_config_that_reproduces_it(
+    results: Path,
+) -> None:
+    """`--reuse` extends a published grid on another machine only if its results file
+    records its cells' settings, and those are its config's: a config edited after its
+    grid ran (another SFT epoch count, say) would otherwise mix cells of two setups."""
+    published = json.loads(results.read_text())
+    command = published["command"].split()
+    config = next(word for word in command if word.endswith(".toml"))
+    assert published.get("identity") == load_config(ROOT / config).identity(), (
+        f"{results.name} was not made with {config} as it is now: rerun the grid, or write "
+        "its results again with --report-only where its work folder is"
+    )
+
+
 def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
     loopback_env, tiny_model: str, fresh_cache, tmp_path: Path
 ) -> None:
