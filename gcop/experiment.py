@@ -329,8 +329,12 @@ def reuse_cells(config: ExperimentConfig, results_path: str | Path) -> int:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path} is not an experiment's results file ({error})") from error
     if saved is None:
-        raise ConfigError(f"{path} does not record the settings its cells were made with; "
-                          "write it again with --report-only where it was made")  # fmt: skip
+        raise ConfigError(
+            f"{path} does not record the settings its cells were made with (it predates "
+            "that record); write it again with --report-only where its work folder is, or, "
+            "where that folder is gone, run the grid without --reuse (calls in this "
+            "machine's call cache are read back, not made again)"
+        )
     if changed := settings_changed(saved, config.identity()):
         raise ConfigError(f"{path} holds cells made with other settings ({', '.join(changed)})")
     planned = {(cell.label, cell.core, cell.seed): cell for cell in plan_cells(config)}
