@@ -119,6 +119,12 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     cell = next(c for c in saved["cells"] if c["method"] == "exectune-as")
     assert cell["guide_averaged_executability"]["samples"] == 2
     core_cell = next(c for c in saved["cells"] if c["method"] == "core")
+    # each seed's compile ran inside its AS cell's build, and the cell says so
+    for as_cell in (c for c in saved["cells"] if c["method"] == "exectune-as"):
+        (note,) = as_cell["notes"]["compiled"]
+        assert (note["kind"], note["stages"]) == ("exectune", ["sample"])
+        assert 0 < note["wall_seconds"] <= as_cell["wall_seconds"]["build"]
+    assert "compiled" not in core_cell["notes"]
     demos = {name: len(prompt["demos"]) for name, prompt in cell["prompt"].items()}
     assert demos == {"guide.predict": 3, "core.alone": 0, "core.guided": 0}  # the AS stage's
     assert not any(prompt["demos"] for prompt in core_cell["prompt"].values())
