@@ -123,7 +123,8 @@ def test_a_tiny_grid_runs_end_to_end_and_a_rerun_makes_no_call(
     for as_cell in (c for c in saved["cells"] if c["method"] == "exectune-as"):
         (note,) = as_cell["notes"]["compiled"]
         assert (note["kind"], note["stages"]) == ("exectune", ["sample"])
-        assert 0 < note["wall_seconds"] <= as_cell["wall_seconds"]["build"]
+        # the stage's own time, from the compile's report (rounded: a tiny stage may be 0.0)
+        assert 0 <= note["wall_seconds"]["sample"] <= as_cell["wall_seconds"]["build"]
     assert "compiled" not in core_cell["notes"]
     demos = {name: len(prompt["demos"]) for name, prompt in cell["prompt"].items()}
     assert demos == {"guide.predict": 3, "core.alone": 0, "core.guided": 0}  # the AS stage's
