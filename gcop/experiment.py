@@ -46,6 +46,7 @@ from gcop.errors import BudgetExceededError, ConfigError
 from gcop.experiment_stats import CORE_ALONE, FAILED, aggregate
 from gcop.metrics import UTILITY_LAMBDAS, Report, evaluate
 from gcop.paths import portable
+from gcop.program import GCoP
 from gcop.task import Task
 
 STAGE_SECTIONS = ("sampling", "sft", "rl", "reward")
@@ -221,6 +222,11 @@ class Cell:
             f"{slug(self.transfer.source)}--to--{slug(self.core)}")  # fmt: skip
         return work_dir / "cells" / folder / core / f"seed-{self.seed}.json"
 
+    def program_dir(self, work_dir: Path) -> Path:
+        """Where a guided cell saves the program it scored (`GCoP.save`: program.json and
+        the guide's adapter), so `gcop bench --program` replays it on any machine."""
+        return self.path(work_dir).with_suffix(".program")
+
 
 def plan_cells(config: ExperimentConfig) -> list[Cell]:
     """Every cell, in run order: per core and seed the methods in the order given (so the
@@ -302,7 +308,8 @@ def run_experiment(
                     log(f"{cell.label} ({cell.core}, seed {cell.seed}) was {describe(attempt)}")
                 context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
                                         memo, transfer=cell.transfer, log=log)  # fmt: skip
-                result = run_cell(cell, methods[cell.method], context, problems, on_scored)
+                result = run_cell(cell, methods[cell.method], context, problems, on_scored,
+                                  program_dir=cell.program_dir(config.work_dir))  # fmt: skip
                 if interrupted:
                     result["interrupted_attempts"] = interrupted
                 write_json(path, portable(result, config.work_dir))
@@ -404,10 +411,13 @@ def finished_cell(path: Path) -> dict[str, Any] | None:
 
 def run_cell(
     cell: Cell, method: Method, context: MethodContext, problems,
-    on_scored: ScoredCallback | None = None,
+    on_scored: ScoredCallback | None = None, program_dir: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Build the cell's program and score it on `problems`: greedy, then (for a guided
     method) `exec_samples` sampled strategies per problem for guide-averaged executability.
+    A scored GCoP program is saved to `program_dir` (its path is the cell's `program`):
+    a trained adapter is not bit-for-bit reproducible across machines, so a published
+    cell is replayed from the program it scored, not by training again.
 
     An exception in the method, or a spending limit reached while scoring (those problems
     would be left unscored), makes a failed cell: its `error` says why, and a rerun retries
@@ -436,6 +446,9 @@ def run_cell(
                                samples=samples, num_threads=config.threads,
                                on_outcome=scored)  # fmt: skip
         _raise_spend_limit(report, sampled)
+        saved = None
+        if program_dir is not None and isinstance(program, GCoP):
+            saved = str(program.save(program_dir))
     except Exception as error:  # recorded in the cell; the grid goes on
         return {**head, "status": FAILED, "error": _error(error),
                 "wall_seconds": {"total": round(time.perf_counter() - started, 1)}}  # fmt: skip
@@ -455,6 +468,7 @@ def run_cell(
         "peak_rss_gib": peak_rss_gib(),  # the process's, so far: is memory getting tight?
         "notes": context.notes,
         "prompt": prompt_of(program),
+        "program": saved,
     }
 
 

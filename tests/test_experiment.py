@@ -368,6 +368,21 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
     table = (tmp_path / "results" / "experiment-tiny.md").read_text()
     assert "## guide transfer" in table
 
+    # every guided cell saved the program it scored; the core alone has none to save
+    assert cells[("core", target)]["program"] is None
+    retune_cell = cells[(f"retune-sft {moved}", target)]
+    program = tmp_path / "work" / retune_cell["program"]  # relative to the work folder
+    copied = load_file(program / "guide_adapter" / "adapter_model.safetensors")
+    assert all(bool((copied[n] == rl[n]).all()) for n in rl)  # the retuned adapter, not A's
+    # replayed by `gcop bench --program` on the grid's problems: the cell's scores again
+    args = ["bench", plugin_task.NAME, "--program", str(program), "--split", "dev",
+            "--limit", "4", "--out", str(tmp_path / "replay")]  # fmt: skip
+    replay = CliRunner().invoke(app, args)
+    assert replay.exit_code == 0, replay.output
+    bench = json.loads(next((tmp_path / "replay").glob("bench-*.json")).read_text())
+    (compiled,) = [r for r in bench["reports"] if r["system"] == "compiled"]
+    assert {o["example_id"]: o["score"] for o in compiled["outcomes"]} == retune_cell["scores"]
+
 
 def test_a_killed_experiment_resumes_without_repeating_a_call(loopback_env, tmp_path: Path) -> None:
     api = loopback_env
