@@ -254,7 +254,10 @@ def transfer_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry = summaries.setdefault(
             (spec["source"], spec["target"], spec["stage"]),
             {**spec, "native": _accuracy(rows, f"exectune-{spec['stage']}", spec["target"]),
-             "core_alone": _accuracy(rows, CORE_ALONE, spec["target"])},
+             "core_alone": _accuracy(rows, CORE_ALONE, spec["target"]),
+             # the re-tuned row's accuracy once scored: until then None (asked for, not
+             # run yet), and False where the spec asks for none (`retune = false`)
+             "retune": spec["retune"] and None},
         )  # fmt: skip
         entry[row["method"]] = row["accuracy"]
         if row["method"] == "retune":

@@ -341,6 +341,13 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
     source_cells = [("core", REMOTE), ("exectune-sft", REMOTE)]
     target_cells = [("core", target), (f"transfer-sft {moved}", target)]
     assert planned == [*source_cells, *target_cells, (f"retune-sft {moved}", target)]
+    # the moved guide first: the report of a grid whose re-tuned cell is not run yet
+    first = ["--method", "core", "--method", "exectune-sft", "--method", "transfer"]
+    result = CliRunner().invoke(app, ["experiment", str(config), *first])
+    assert result.exit_code == 0, result.output
+    partial = json.loads((tmp_path / "results" / "experiment-tiny.json").read_text())
+    assert partial["transfer"][0]["retune"] is None and partial["transfer"][0]["transfer"]
+    assert [u["label"] for u in partial["unfinished"]] == [f"retune-sft {moved}"]
     result = CliRunner().invoke(app, ["experiment", str(config)])
     assert result.exit_code == 0, result.output
     assert {body["model"] for body in api.model.bodies} >= {"gpt-4o-mini", "gpt-4o"}
