@@ -322,7 +322,7 @@ def test_each_published_grid_records_the_settings_of_the_config_that_reproduces_
 
 
 def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
-    loopback_env, tiny_model: str, fresh_cache, tmp_path: Path
+    loopback_env, tiny_model: str, fresh_cache, tmp_path: Path, monkeypatch
 ) -> None:
     """The guide compiled for core A, on core B as it is and after RL there from A's
     adapter, each tested against B's core alone, which the grid adds for the transfer."""
@@ -335,7 +335,9 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
                 "max_completion_length = 16\nsave_steps = 1\n")  # fmt: skip
     config = write_config(tmp_path, methods=["core", "exectune-sft"], guide=f"local/{tiny_model}",
                           exec_samples=0, extra=transfer)  # fmt: skip
-    config.write_text(config.read_text().replace("seeds = [0, 1]", "seeds = [0]"))
+    config.write_text(config.read_text().replace("seeds = [0, 1]", "seeds = [0]")
+                      .replace(str(tmp_path / "work"), "work"))  # as configs say it
+    monkeypatch.chdir(tmp_path)
     planned = [(c.label, c.core) for c in plan_cells(load_config(config))]
     moved = f"from {REMOTE}"
     source_cells = [("core", REMOTE), ("exectune-sft", REMOTE)]
@@ -378,7 +380,8 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
     # every guided cell saved the program it scored; the core alone has none to save
     assert cells[("core", target)]["program"] is None
     retune_cell = cells[(f"retune-sft {moved}", target)]
-    program = tmp_path / "work" / retune_cell["program"]  # relative to the work folder
+    assert retune_cell["program"].startswith("cells/")  # relative to the work folder
+    program = tmp_path / "work" / retune_cell["program"]
     copied = load_file(program / "guide_adapter" / "adapter_model.safetensors")
     assert all(bool((copied[n] == rl[n]).all()) for n in rl)  # the retuned adapter, not A's
     # replayed by `gcop bench --program` on the grid's problems: the cell's scores again
