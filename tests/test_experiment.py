@@ -335,8 +335,11 @@ def test_a_guide_transfer_moves_the_compiled_guide_and_retunes_it_on_the_target(
                 "max_completion_length = 16\nsave_steps = 1\n")  # fmt: skip
     config = write_config(tmp_path, methods=["core", "exectune-sft"], guide=f"local/{tiny_model}",
                           exec_samples=0, extra=transfer)  # fmt: skip
-    config.write_text(config.read_text().replace("seeds = [0, 1]", "seeds = [0]")
-                      .replace(str(tmp_path / "work"), "work"))  # as configs say it
+    config.write_text(
+        config.read_text()
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace(str(tmp_path / "work"), "work")
+    )  # as configs say it
     monkeypatch.chdir(tmp_path)
     planned = [(c.label, c.core) for c in plan_cells(load_config(config))]
     moved = f"from {REMOTE}"
