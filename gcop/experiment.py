@@ -224,9 +224,10 @@ class Cell:
 
     def program_dir(self, work_dir: Path) -> Path:
         """Where a guided cell saves the program it scored (`GCoP.save`: program.json and
-        the guide's adapter), so `gcop bench --program` replays it on any machine. The
-        cell records it relative to the work folder, whether `work_dir` is relative or not."""
-        return self.path(work_dir).with_suffix(".program")
+        the guide's adapter), so `gcop bench --program` replays it on any machine.
+        Absolute, so that `portable` records it relative to the work folder even when
+        `work_dir` is given relative to the cwd."""
+        return self.path(work_dir).with_suffix(".program").absolute()
 
 
 def plan_cells(config: ExperimentConfig) -> list[Cell]:
@@ -309,9 +310,8 @@ def run_experiment(
                     log(f"{cell.label} ({cell.core}, seed {cell.seed}) was {describe(attempt)}")
                 context = MethodContext(config, task, cell.core, cell.seed, trainset, devset,
                                         memo, transfer=cell.transfer, log=log)  # fmt: skip
-                program_dir = cell.program_dir(config.work_dir).absolute()
                 result = run_cell(cell, methods[cell.method], context, problems, on_scored,
-                                  program_dir=program_dir)  # fmt: skip
+                                  program_dir=cell.program_dir(config.work_dir))  # fmt: skip
                 if interrupted:
                     result["interrupted_attempts"] = interrupted
                 result = portable(result, config.work_dir)  # as a rerun reads it back
